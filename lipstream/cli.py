@@ -1,0 +1,62 @@
+"""The `lipstream` console script: one entry point, a subcommand per job.
+
+Each service package owns its subcommands through a `register(subparsers)`
+function; this module only assembles them, so importing it stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from lipstream.config import CONFIG_EXIT_CODE, ConfigError
+
+Register = Callable[[argparse._SubParsersAction], None]
+
+
+def _registrars() -> tuple[list[Register], list[Register]]:
+    """(top-level registrars, `bench` registrars)."""
+    from inference_service import bench as inference_bench
+    from inference_service import builtin_models, server
+    from media_server import avatar_cli
+    from media_server import bench as edge_bench
+
+    top = [server.register, builtin_models.register, avatar_cli.register]
+    bench = [inference_bench.register, edge_bench.register]
+    return top, bench
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lipstream", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    top, bench = _registrars()
+    for register in top:
+        register(commands)
+    bench_parser = commands.add_parser("bench", help="benchmarks that write JSON results")
+    bench_commands = bench_parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    for register in bench:
+        register(bench_commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return CONFIG_EXIT_CODE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
