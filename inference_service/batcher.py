@@ -1,0 +1,140 @@
+"""Dynamic batching: frames from every stream of one model share model runs.
+
+One collector task per (model, input kind) takes the first waiting frame, then
+gathers more until `max_batch` or `max_queue_delay_us`, and hands the batch to
+one of `workers` executor threads (onnxruntime releases the GIL while it runs).
+The queue is bounded: a full queue answers RESOURCE_EXHAUSTED at once instead of
+letting latency grow. Batches leave in arrival order, so each stream's frames
+complete in the order it sent them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from inference_service.config import BatchingConfig
+
+log = logging.getLogger(__name__)
+
+
+class QueueFullError(RuntimeError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FrameExpiredError(RuntimeError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+@dataclass
+class BatchTimings:
+    queue_us: int
+    compute_us: int
+    batch_size: int
+
+
+@dataclass
+class PendingFrame:
+    payload: Any
+    received: float  # perf_counter seconds
+    expires: float | None  # perf_counter seconds, or None
+    future: asyncio.Future = field(repr=False)
+
+
+# run_batch(payloads) -> one result per payload; runs in a worker thread.
+BatchRunner = Callable[[list[Any]], list[Any]]
+
+
+class Batcher:
+    def __init__(self, name: str, runner: BatchRunner, config: BatchingConfig, executor: Executor,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
+        self.name = name
+        self._runner = runner
+        self._config = config
+        self._executor = executor
+        self._queue: asyncio.Queue[PendingFrame] = asyncio.Queue(maxsize=config.queue_size)
+        self._slots = asyncio.Semaphore(config.workers)
+        self._on_batch = on_batch
+        self._inflight: set[asyncio.Task] = set()
+        self._collector = asyncio.create_task(self._collect(), name=f"batcher:{name}")
+
+    def submit(self, payload: Any, received: float, budget_s: float | None) -> asyncio.Future:
+        """Queue one frame; the future resolves to (result, BatchTimings)."""
+        future = asyncio.get_running_loop().create_future()
+        expires = received + budget_s if budget_s else None
+        try:
+            self._queue.put_nowait(PendingFrame(payload, received, expires, future))
+        except asyncio.QueueFull:
+            raise QueueFullError(f"model '{self.name}' queue is full ({self._config.queue_size} frames)") from None
+        return future
+
+    async def _collect(self) -> None:
+        max_batch = self._config.max_batch
+        delay = self._config.max_queue_delay_us / 1e6
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._slots.acquire()
+            batch = [await self._queue.get()]
+            window_ends = loop.time() + delay
+            while len(batch) < max_batch:
+                if not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                    continue
+                remaining = window_ends - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            task = asyncio.create_task(self._run(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _run(self, batch: list[PendingFrame]) -> None:
+        try:
+            started = time.perf_counter()
+            live = []
+            for frame in batch:
+                if frame.future.done():  # the caller gave up (cancelled call)
+                    continue
+                if frame.expires is not None and started > frame.expires:
+                    frame.future.set_exception(FrameExpiredError("frame budget ran out while queued"))
+                    continue
+                live.append(frame)
+            if not live:
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                results = await loop.run_in_executor(self._executor, self._runner, [f.payload for f in live])
+            except Exception as exc:  # noqa: BLE001 - a failed run fails its frames, not the batcher
+                log.exception("model %s: batch of %d failed", self.name, len(live))
+                for frame in live:
+                    if not frame.future.done():
+                        frame.future.set_exception(exc)
+                return
+            finished = time.perf_counter()
+            compute_us = int((finished - started) * 1e6)
+            if self._on_batch is not None:
+                self._on_batch(len(live), finished - started)
+            for frame, result in zip(live, results):
+                if not frame.future.done():
+                    timings = BatchTimings(int((started - frame.received) * 1e6), compute_us, len(live))
+                    frame.future.set_result((result, timings))
+        finally:
+            self._slots.release()
+
+    async def close(self) -> None:
+        self._collector.cancel()
+        await asyncio.gather(self._collector, *self._inflight, return_exceptions=True)
+        while not self._queue.empty():
+            frame = self._queue.get_nowait()
+            if not frame.future.done():
+                frame.future.set_exception(grpc.RpcError("server shutting down"))

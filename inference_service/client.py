@@ -1,0 +1,230 @@
+"""asyncio client for lipsync.v1, as the edge uses it.
+
+- One channel over one or more servers with gRPC's own `round_robin` policy
+  (several host:port targets, or one DNS name that resolves to several).
+- `FrameStream`: a session's StreamInfer call. `submit()` returns a future per
+  frame, resolved in order. When the call breaks (server gone), its pending
+  frames fail at once and the next submit reopens it, with exponential backoff
+  between attempts, so a session can keep streaming idle frames meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from protos.lipsync.v1 import lipsync_pb2 as pb
+from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+class InferenceUnavailable(RuntimeError):
+    """No server answered; the caller should degrade (idle frames) and try later."""
+
+
+class FrameFailed(RuntimeError):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def channel_target(targets: Sequence[str]) -> str:
+    """A gRPC target for round-robin over `targets` (host:port strings).
+
+    One target goes through gRPC's DNS resolver (so a name with several
+    addresses is spread over). Several are resolved here into one `ipv4:`
+    or `ipv6:` address list, which is what gRPC accepts for static lists.
+    """
+    if not targets:
+        raise ValueError("no inference target given")
+    if len(targets) == 1:
+        return f"dns:///{targets[0]}"
+    addresses: dict[int, list[str]] = {socket.AF_INET: [], socket.AF_INET6: []}
+    for target in targets:
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"inference target '{target}' is not HOST:PORT")
+        host = host.strip("[]")
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        for family, *_, sockaddr in infos:
+            if family in addresses:
+                entry = f"[{sockaddr[0]}]:{port}" if family == socket.AF_INET6 else f"{sockaddr[0]}:{port}"
+                if entry not in addresses[family]:
+                    addresses[family].append(entry)
+                break
+    if addresses[socket.AF_INET]:
+        return "ipv4:" + ",".join(addresses[socket.AF_INET])
+    return "ipv6:" + ",".join(addresses[socket.AF_INET6])
+
+
+@dataclass
+class Backoff:
+    initial_s: float = 0.1
+    maximum_s: float = 5.0
+    factor: float = 2.0
+    _delay: float = 0.0
+    _next_try: float = 0.0
+
+    def ready(self) -> bool:
+        return time.monotonic() >= self._next_try
+
+    def failed(self) -> None:
+        self._delay = min(self.maximum_s, self._delay * self.factor if self._delay else self.initial_s)
+        self._next_try = time.monotonic() + self._delay
+
+    def succeeded(self) -> None:
+        self._delay = 0.0
+        self._next_try = 0.0
+
+
+class InferenceClient:
+    def __init__(self, targets: Sequence[str], *, max_message_mb: float = 16.0,
+                 backoff_initial_s: float = 0.1, backoff_max_s: float = 5.0) -> None:
+        limit = int(max_message_mb * 1024 * 1024)
+        self.target = channel_target(list(targets))
+        self._channel = grpc.aio.insecure_channel(self.target, options=[
+            ("grpc.lb_policy_name", "round_robin"),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.initial_reconnect_backoff_ms", int(backoff_initial_s * 1000)),
+            ("grpc.max_reconnect_backoff_ms", int(backoff_max_s * 1000)),
+            ("grpc.enable_retries", 1),
+        ])
+        self.stub = pb_grpc.LipSyncStub(self._channel)
+        self._backoff = (backoff_initial_s, backoff_max_s)
+
+    async def infer(self, frames: Sequence[pb.FrameRequest], timeout_s: float) -> list[pb.FrameResult]:
+        response = await self.stub.Infer(pb.InferRequest(frames=frames), timeout=timeout_s)
+        return list(response.results)
+
+    async def server_info(self, timeout_s: float = 2.0) -> pb.ServerInfo:
+        return await self.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=timeout_s)
+
+    async def reachable(self, timeout_s: float = 1.0) -> bool:
+        try:
+            await self.server_info(timeout_s)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
+
+    def open_stream(self, max_inflight: int = 8) -> "FrameStream":
+        initial, maximum = self._backoff
+        return FrameStream(self.stub, max_inflight, Backoff(initial, maximum))
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> "InferenceClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class FrameStream:
+    """A StreamInfer call that survives server loss by reopening on demand."""
+
+    def __init__(self, stub: pb_grpc.LipSyncStub, max_inflight: int, backoff: Backoff) -> None:
+        self._stub = stub
+        self._max_inflight = max_inflight
+        self._backoff = backoff
+        self._call: grpc.aio.StreamStreamCall | None = None
+        self._reader: asyncio.Task | None = None
+        self._pending: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
+        self._closed = False
+
+    @property
+    def connected(self) -> bool:
+        return self._call is not None
+
+    @property
+    def inflight(self) -> int:
+        return len(self._pending)
+
+    def _open(self) -> grpc.aio.StreamStreamCall:
+        call = self._stub.StreamInfer(wait_for_ready=False)
+        self._call = call
+        self._reader = asyncio.create_task(self._read(call), name="inference-stream-reader")
+        return call
+
+    async def submit(self, request: pb.FrameRequest) -> asyncio.Future:
+        """Send one frame; the returned future gives its FrameResult or raises.
+
+        Raises InferenceUnavailable at once while the stream is down and the
+        backoff has not elapsed, or when `max_inflight` frames are pending.
+        """
+        if self._closed:
+            raise InferenceUnavailable("stream closed")
+        if len(self._pending) >= self._max_inflight:
+            raise InferenceUnavailable(f"{self._max_inflight} frames already in flight")
+        call = self._call
+        if call is None:
+            if not self._backoff.ready():
+                raise InferenceUnavailable("inference reconnect backoff")
+            call = self._open()
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending.append((request.frame_id, future))
+        try:
+            await call.write(request)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+            self._broken(call, exc)
+        return future
+
+    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+        try:
+            async for result in call:
+                if not self._pending:
+                    log.warning("inference result %d with no frame pending", result.frame_id)
+                    continue
+                frame_id, future = self._pending.popleft()
+                if result.frame_id != frame_id:
+                    raise RuntimeError(f"inference results out of order: got {result.frame_id}, expected {frame_id}")
+                self._backoff.succeeded()
+                if future.done():
+                    continue
+                if result.HasField("error"):
+                    future.set_exception(FrameFailed(result.error.code, result.error.message))
+                else:
+                    future.set_result(result)
+            self._broken(call, InferenceUnavailable("inference stream ended"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the call means reconnect
+            self._broken(call, exc)
+
+    def _broken(self, call: grpc.aio.StreamStreamCall, exc: BaseException) -> None:
+        if self._call is not call:
+            return
+        self._call = None
+        call.cancel()
+        if not self._closed:
+            self._backoff.failed()
+            log.warning("inference stream lost: %s", _describe(exc))
+        error = InferenceUnavailable(f"inference stream lost: {_describe(exc)}")
+        while self._pending:
+            _, future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+    async def close(self) -> None:
+        self._closed = True
+        call, reader = self._call, self._reader
+        if call is not None:
+            self._broken(call, InferenceUnavailable("stream closed"))
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,88 @@
+"""Execution-provider choice with a logged fall-back to CPU.
+
+A GPU runtime that fails to initialise (missing CUDA libraries, no device, a
+TensorRT build error) must never take the service down: the session is built
+again on CPU and the reason is kept for GetServerInfo and the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+ORT_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+CPU = ORT_NAMES["cpu"]
+
+SessionFactory = Callable[..., Any]
+
+
+def requested_providers(setting: Literal["auto"] | Sequence[str]) -> list[str]:
+    """The onnxruntime provider names the config asks for, best first, CPU always last."""
+    names = list(ORT_NAMES) if setting == "auto" else list(setting)
+    wanted = [ORT_NAMES[name] for name in names]
+    if CPU not in wanted:
+        wanted.append(CPU)
+    return wanted
+
+
+@dataclass
+class ProviderChoice:
+    requested: list[str]
+    in_use: list[str]
+    fallback_reason: str = ""
+
+
+def _provider_options(name: str, device_id: int) -> dict[str, Any]:
+    return {"device_id": device_id} if name != CPU else {}
+
+
+def create_session(
+    model_path: str,
+    requested: list[str],
+    *,
+    device_id: int = 0,
+    intra_op_threads: int = 0,
+    available: Sequence[str] | None = None,
+    session_factory: SessionFactory = ort.InferenceSession,
+) -> tuple[Any, ProviderChoice]:
+    """Open an InferenceSession on the best provider that really starts."""
+    available = list(ort.get_available_providers() if available is None else available)
+    usable = [name for name in requested if name in available]
+    missing = [name for name in requested if name not in available]
+    reasons = [f"{', '.join(missing)} not available in this onnxruntime build"] if missing else []
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if usable and usable != [CPU]:
+        try:
+            session = session_factory(
+                model_path,
+                sess_options=options,
+                providers=[(name, _provider_options(name, device_id)) for name in usable],
+            )
+            in_use = list(session.get_providers())
+            if in_use[0] != usable[0]:
+                reasons.append(f"{usable[0]} did not start (onnxruntime fell back to {in_use[0]})")
+            return session, _choice(requested, in_use, reasons, model_path)
+        except Exception as exc:  # noqa: BLE001 - any GPU start-up failure means "use CPU"
+            reasons.append(f"{', '.join(n for n in usable if n != CPU)} failed to start: {exc}")
+    session = session_factory(model_path, sess_options=options, providers=[CPU])
+    return session, _choice(requested, list(session.get_providers()), reasons, model_path)
+
+
+def _choice(requested: list[str], in_use: list[str], reasons: list[str], path: str) -> ProviderChoice:
+    reason = "; ".join(reasons)
+    gpu_asked = any(name != CPU for name in requested)
+    if gpu_asked and in_use[0] == CPU:
+        log.warning("model %s runs on CPU: %s", path, reason or "no GPU provider requested")
+    return ProviderChoice(requested=requested, in_use=in_use, fallback_reason=reason if gpu_asked else "")

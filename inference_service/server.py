@@ -1,0 +1,136 @@
+"""`lipstream inference`: the gRPC server with health, reflection and metrics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from inference_service.config import InferenceConfig, load_inference_config
+from inference_service.metrics import InferenceMetrics
+from inference_service.service import LipSyncService
+from protos.lipsync.v1 import lipsync_pb2 as pb
+from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LipSync"].full_name
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class InferenceServer:
+    """One running inference service; `port` is known after `start()` (port 0 picks a free one)."""
+
+    def __init__(self, config: InferenceConfig, service: LipSyncService | None = None) -> None:
+        self.config = config
+        self.metrics = InferenceMetrics()
+        self.service = service or LipSyncService(config, self.metrics)
+        self.health = health.aio.HealthServicer()
+        limit = int(config.server.max_message_mb * 1024 * 1024)
+        self._server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ])
+        pb_grpc.add_LipSyncServicer_to_server(self.service, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self._server,
+        )
+        self.port = 0
+        self.metrics_port = 0
+        self._metrics_http: Any = None
+
+    async def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def start(self) -> None:
+        await self._set_health(NOT_SERVING)
+        server = self.config.server
+        self.port = self._server.add_insecure_port(f"{server.host}:{server.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {server.host}:{server.port}")
+        await self._server.start()
+        if server.metrics_port is not None:
+            self._metrics_http, _ = start_http_server(server.metrics_port, registry=self.metrics.registry)
+            self.metrics_port = self._metrics_http.server_port
+        log.info("inference service on port %d (metrics on %d)", self.port, self.metrics_port)
+        await self._preload()
+
+    async def _preload(self) -> None:
+        failures = 0
+        for model_id in self.config.registry.preload:
+            try:
+                await self.service.registry.get(model_id)
+            except Exception as exc:  # noqa: BLE001 - one broken model must not stop the others
+                failures += 1
+                log.error("preloading %s failed: %s", model_id, exc)
+        can_serve = failures == 0 or failures < len(self.config.registry.preload)
+        await self._set_health(SERVING if can_serve else NOT_SERVING)
+        if not can_serve:
+            log.error("no preloaded model could be loaded: health is NOT_SERVING")
+
+    async def stop(self) -> None:
+        await self._set_health(NOT_SERVING)
+        await self._server.stop(self.config.server.grace_s)
+        await self.service.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+
+    async def wait(self) -> None:
+        await self._server.wait_for_termination()
+
+    async def __aenter__(self) -> "InferenceServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def serve_until_signalled(config: InferenceConfig) -> None:
+    server = InferenceServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
+    parser.add_argument("--host", help="listen address (default [::])")
+    parser.add_argument("--port", type=int, help="gRPC port (default 50051; 0 picks a free one)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port (default 9151; 0 picks a free one)")
+
+
+def config_from_args(args: argparse.Namespace) -> InferenceConfig:
+    return load_inference_config(args.config, {
+        "server.host": args.host, "server.port": args.port, "server.metrics_port": args.metrics_port,
+    })
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    asyncio.run(serve_until_signalled(config))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("inference", help="run the gRPC lip-sync inference service")
+    add_config_arguments(parser)
+    parser.set_defaults(handler=_run)
