@@ -1,0 +1,190 @@
+"""`lipstream bench inference`: throughput, latency and batching of a real server process.
+
+The server runs in its own process (as in production) on a free port; N
+client streams each keep one frame in flight for S seconds. Runs are repeated
+with batching on (config defaults) and off (max_batch 1), in the same process
+tree and the same minute, so their ratio is meaningful on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from inference_service.config import load_inference_config
+from protos.lipsync.v1 import lipsync_pb2 as pb
+from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
+
+# The replaced system's exchange: float32 input [6,320,320] + output [3,320,320].
+OLD_WIRE_BYTES_PER_FRAME = (6 + 3) * 320 * 320 * 4
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_server(model: str, batching: bool, port: int) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.update({
+        "LIPSTREAM_INFERENCE_REGISTRY__PRELOAD": f"[{model}]",
+        "LIPSTREAM_INFERENCE_SERVER__METRICS_PORT": "null",
+    })
+    if not batching:
+        env["LIPSTREAM_INFERENCE_BATCHING__MAX_BATCH"] = "1"
+    command = [sys.executable, "-m", "lipstream.cli", "--log-level", "WARNING", "inference",
+               "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(command, env=env)
+
+
+async def _wait_serving(port: int, timeout_s: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=2, wait_for_ready=True)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"inference server on {port} did not become SERVING")
+            await asyncio.sleep(0.2)
+
+
+def _frame(model: str, crop_size: int, audio_shape: tuple[int, ...], rng: np.random.Generator) -> pb.FrameRequest:
+    import cv2
+
+    coarse = rng.integers(40, 216, (6, 6, 3), dtype=np.uint8)
+    bgr = cv2.resize(coarse, (crop_size, crop_size), interpolation=cv2.INTER_LINEAR)
+    audio = rng.uniform(-4, 4, audio_shape).astype(np.float16)
+    return pb.FrameRequest(model=model, compact=pb.CompactInput(
+        crop=cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes(), crop_format=pb.IMAGE_FORMAT_I420,
+        audio=audio.tobytes()))
+
+
+async def _run_streams(port: int, template: pb.FrameRequest, streams: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    compute_per_frame: list[float] = []
+    batches: list[int] = []
+    wire: list[int] = []
+    errors = 0
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[
+        ("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]) as channel:
+        stub = pb_grpc.LipSyncStub(channel)
+        warm = stub.StreamInfer()
+        await warm.write(template)
+        await warm.read()
+        await warm.done_writing()
+
+        async def one_stream() -> None:
+            nonlocal errors
+            call = stub.StreamInfer()
+            request = pb.FrameRequest()
+            request.CopyFrom(template)
+            deadline = time.perf_counter() + seconds
+            frame_id = 0
+            while time.perf_counter() < deadline:
+                frame_id += 1
+                request.frame_id = frame_id
+                sent = time.perf_counter()
+                await call.write(request)
+                result = await call.read()
+                latencies.append(time.perf_counter() - sent)
+                if result.HasField("error"):
+                    errors += 1
+                    continue
+                batches.append(result.timings.batch_size)
+                compute_per_frame.append(result.timings.compute_us / 1e6 / result.timings.batch_size)
+                wire.append(request.ByteSize() + result.ByteSize())
+            await call.done_writing()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_stream() for _ in range(streams)))
+        elapsed = time.perf_counter() - started
+    lat_ms = np.array(latencies) * 1000
+    compute_ms = float(np.median(compute_per_frame) * 1000) if compute_per_frame else 0.0
+    p50 = float(np.percentile(lat_ms, 50))
+    return {
+        "frames": len(latencies), "errors": errors,
+        "frames_per_s": len(latencies) / elapsed,
+        "latency_ms": {"p50": p50, "p99": float(np.percentile(lat_ms, 99))},
+        "mean_batch": float(np.mean(batches)) if batches else 0.0,
+        "wire_bytes_per_frame": int(np.median(wire)) if wire else 0,
+        "compute_ms_per_frame": compute_ms,
+        # For one stream with one frame in flight, this is the serving overhead.
+        "overhead_ms": p50 - compute_ms * (float(np.mean(batches)) if batches else 1.0),
+    }
+
+
+async def _bench_model(model: str, stream_counts: list[int], seconds: float) -> list[dict]:
+    spec = next(s for s in load_inference_config(None).models if s.id == model)
+    template = _frame(model, spec.crop_size, spec.audio_shape, np.random.default_rng(0))
+    runs = []
+    for batching in (True, False):
+        port = _free_port()
+        process = _start_server(model, batching, port)
+        try:
+            await _wait_serving(port)
+            for streams in stream_counts:
+                result = await _run_streams(port, template, streams, seconds)
+                run = {"model": model, "streams": streams, "batching": batching, **result}
+                run["wire_ratio_vs_float32"] = run["wire_bytes_per_frame"] / OLD_WIRE_BYTES_PER_FRAME
+                print(json.dumps(run), file=sys.stderr)
+                runs.append(run)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    return runs
+
+
+def run_bench(models: list[str], stream_counts: list[int], seconds: float) -> dict:
+    runs: list[dict] = []
+    for model in models:
+        runs.extend(asyncio.run(_bench_model(model, stream_counts, seconds)))
+    return {
+        "bench": "inference",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "old_wire_bytes_per_frame": OLD_WIRE_BYTES_PER_FRAME,
+        "seconds_per_run": seconds,
+        "runs": runs,
+    }
+
+
+def _handler(args: argparse.Namespace) -> int:
+    models = [m for m in args.model.split(",") if m]
+    known = {spec.id for spec in load_inference_config(None).models}
+    unknown = [m for m in models if m not in known]
+    if unknown:
+        print(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}", file=sys.stderr)
+        return 2
+    streams = [int(n) for n in args.streams.split(",")]
+    report = run_bench(models, streams, args.seconds)
+    text = json.dumps(report, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("inference", help="inference service throughput, latency, batching")
+    parser.add_argument("--model", default="parametric-mouth,synthetic-unet", help="comma-separated model ids")
+    parser.add_argument("--streams", default="1,4,16", help="comma-separated concurrent stream counts")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each run")
+    parser.add_argument("--json", help="write the results here")
+    parser.set_defaults(handler=_handler)

@@ -1,0 +1,153 @@
+"""Provider fall-back, config validation, the committed protos, and the client library."""
+
+from __future__ import annotations
+
+import asyncio
+import filecmp
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import onnxruntime as ort
+import pytest
+
+from inference_helpers import TINY, compact_frame, make_config, tiny_spec, write_tiny_model
+from inference_service.client import FrameFailed, InferenceClient, InferenceUnavailable, channel_target
+from inference_service.registry import ModelRegistry
+from inference_service.server import InferenceServer
+from inference_service.service import LipSyncService
+from inference_service.metrics import InferenceMetrics
+from protos import generate
+from protos.lipsync.v1 import lipsync_pb2 as pb
+
+AUDIO = (2, 4)
+
+
+def failing_gpu_factory(path: str, sess_options=None, providers=None):
+    """What a broken CUDA install does: the GPU session cannot be created."""
+    names = [p[0] if isinstance(p, tuple) else p for p in providers]
+    if any(name != "CPUExecutionProvider" for name in names):
+        raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
+    return ort.InferenceSession(path, sess_options=sess_options, providers=names)
+
+
+async def test_gpu_start_failure_falls_back_to_cpu_and_says_so(tmp_path: Path) -> None:
+    config = make_config([tiny_spec("one", write_tiny_model(tmp_path / "one.onnx"))],
+                         runtime={"providers": ["cuda", "cpu"]}, registry={"preload": ["one"]})
+    metrics = InferenceMetrics()
+    registry = ModelRegistry(config, session_factory=failing_gpu_factory)
+    # Pretend this build offers CUDA, so the factory is really asked for it.
+    original = ort.get_available_providers
+    ort.get_available_providers = lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    try:
+        server = InferenceServer(config, LipSyncService(config, metrics, registry))
+        server.metrics = metrics
+        async with server:
+            async with InferenceClient([f"127.0.0.1:{server.port}"]) as client:
+                info = await client.server_info()
+                results = await client.infer([compact_frame(1, "one", TINY, AUDIO)], timeout_s=5)
+    finally:
+        ort.get_available_providers = original
+    assert info.providers_requested == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert info.providers_in_use == ["CPUExecutionProvider"]
+    assert "no CUDA-capable device" in info.provider_fallback_reason
+    assert results[0].mouth
+    assert metrics.registry.get_sample_value(
+        "lipstream_inference_provider", {"model": "one", "provider": "CPUExecutionProvider"}) == 1.0
+
+
+async def test_gpu_provider_missing_from_build_is_reported(tmp_path: Path) -> None:
+    config = make_config([tiny_spec("one", write_tiny_model(tmp_path / "one.onnx"))],
+                         runtime={"providers": ["tensorrt"]}, registry={"preload": ["one"]})
+    async with InferenceServer(config) as server:
+        info = server.service.server_info()
+    assert info.providers_in_use == ["CPUExecutionProvider"]
+    assert "TensorrtExecutionProvider not available" in info.provider_fallback_reason
+
+
+@pytest.mark.parametrize("content, field", [
+    ("batching:\n  max_batch: 0\n", "batching.max_batch"),
+    ("server:\n  port: 70000\n", "server.port"),
+    ("runtime:\n  providers: [gpu]\n", "runtime.providers"),
+    ("registry:\n  preload: [ghost]\n", "preload"),
+    ("batching:\n  max_batchh: 4\n", "batching.max_batchh"),
+])
+def test_bad_config_exits_2_naming_the_field(tmp_path: Path, content: str, field: str) -> None:
+    path = tmp_path / "inference.yaml"
+    path.write_text(content)
+    run = subprocess.run([sys.executable, "-m", "lipstream.cli", "inference", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert field in run.stderr
+
+
+def test_env_and_flags_override_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inference_service.config import load_inference_config
+
+    path = tmp_path / "inference.yaml"
+    path.write_text("server:\n  port: 6000\nbatching:\n  max_batch: 4\n")
+    monkeypatch.setenv("LIPSTREAM_INFERENCE_BATCHING__MAX_BATCH", "16")
+    config = load_inference_config(path, {"server.port": 7000})
+    assert (config.server.port, config.batching.max_batch) == (7000, 16)
+
+
+def test_committed_protos_match_regeneration(tmp_path: Path) -> None:
+    generate.generate(tmp_path)
+    generated = tmp_path / "protos" / "lipsync" / "v1"
+    committed = Path(generate.__file__).parent / "lipsync" / "v1"
+    names = sorted(p.name for p in generated.iterdir())
+    assert names == ["lipsync_pb2.py", "lipsync_pb2.pyi", "lipsync_pb2_grpc.py"]
+    _, mismatch, errors = filecmp.cmpfiles(generated, committed, names, shallow=False)
+    assert not mismatch and not errors, f"regenerate with `python -m protos.generate`: {mismatch + errors}"
+
+
+def test_channel_target_builds_round_robin_lists() -> None:
+    assert channel_target(["inference:50051"]) == "dns:///inference:50051"
+    assert channel_target(["127.0.0.1:1", "localhost:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    with pytest.raises(ValueError):
+        channel_target(["no-port", "x:1"])
+
+
+async def test_client_spreads_streams_and_survives_a_dead_server(tmp_path: Path) -> None:
+    model = write_tiny_model(tmp_path / "one.onnx")
+    config = make_config([tiny_spec("one", model)], registry={"preload": ["one"]})
+    first, second = InferenceServer(config), InferenceServer(config)
+    await first.start()
+    await second.start()
+    client = InferenceClient([f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"], backoff_initial_s=0.05)
+    streams = [client.open_stream() for _ in range(4)]
+    try:
+        for stream in streams:
+            result = await (await stream.submit(compact_frame(1, "one", TINY, AUDIO)))
+            assert result.mouth
+        served = [s.metrics.registry.get_sample_value("lipstream_inference_frames_total", {"model": "one"}) or 0
+                  for s in (first, second)]
+        assert all(count >= 1 for count in served), f"round_robin left a server idle: {served}"
+
+        with pytest.raises(FrameFailed) as bad:
+            await (await streams[0].submit(compact_frame(2, "nope", TINY, AUDIO)))
+        assert bad.value.code == grpc.StatusCode.NOT_FOUND.value[0]
+
+        await first.stop()
+        recovered = 0
+        for attempt in range(100):
+            frame_id = 10 + attempt
+            results = []
+            for stream in streams:
+                try:
+                    results.append(await asyncio.wait_for(await stream.submit(
+                        compact_frame(frame_id, "one", TINY, AUDIO)), 2))
+                except InferenceUnavailable:
+                    results.append(None)
+            if all(r is not None for r in results):
+                recovered = attempt + 1
+                break
+            await asyncio.sleep(0.05)
+        assert recovered, "streams did not fail over to the surviving server"
+    finally:
+        for stream in streams:
+            await stream.close()
+        await client.close()
+        await second.stop()
+        await first.stop()
