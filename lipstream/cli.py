@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+
+# Set before numpy loads: sessions and batches give the parallelism; BLAS threads
+# on top only fight them for the cores (and make small matmuls 50x slower).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from collections.abc import Callable, Sequence
 
 from lipstream.config import CONFIG_EXIT_CODE, ConfigError
@@ -22,8 +27,9 @@ def _registrars() -> tuple[list[Register], list[Register]]:
     from inference_service import builtin_models, server
     from media_server import avatar_cli
     from media_server import bench as edge_bench
+    from signaling import server as edge_server
 
-    top = [server.register, builtin_models.register, avatar_cli.register]
+    top = [edge_server.register, server.register, builtin_models.register, avatar_cli.register]
     bench = [inference_bench.register, edge_bench.register]
     return top, bench
 
