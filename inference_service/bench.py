@@ -21,8 +21,8 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from inference_service.client import wait_until_serving
 from inference_service.config import load_inference_config
 from protos.lipsync.v1 import lipsync_pb2 as pb
 from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
@@ -48,22 +48,6 @@ def _start_server(model: str, batching: bool, port: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "lipstream.cli", "--log-level", "WARNING", "inference",
                "--host", "127.0.0.1", "--port", str(port)]
     return subprocess.Popen(command, env=env)
-
-
-async def _wait_serving(port: int, timeout_s: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=2, wait_for_ready=True)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"inference server on {port} did not become SERVING")
-            await asyncio.sleep(0.2)
 
 
 def _frame(model: str, crop_size: int, audio_shape: tuple[int, ...], rng: np.random.Generator) -> pb.FrameRequest:
@@ -139,7 +123,7 @@ async def _bench_model(model: str, stream_counts: list[int], seconds: float) -> 
         port = _free_port()
         process = _start_server(model, batching, port)
         try:
-            await _wait_serving(port)
+            await wait_until_serving(f"127.0.0.1:{port}", 300)
             for streams in stream_counts:
                 result = await _run_streams(port, template, streams, seconds)
                 run = {"model": model, "streams": streams, "batching": batching, **result}

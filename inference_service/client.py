@@ -36,6 +36,25 @@ class FrameFailed(RuntimeError):
         self.code = code
 
 
+async def wait_until_serving(target: str, timeout_s: float) -> None:
+    """Return once the server's grpc.health.v1 Watch says SERVING; TimeoutError otherwise."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(), timeout=timeout_s, wait_for_ready=True)
+        try:
+            async for reply in watch:
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
+        finally:
+            watch.cancel()
+    raise TimeoutError(f"inference server {target} did not become SERVING in {timeout_s:g} s")
+
+
 def channel_target(targets: Sequence[str]) -> str:
     """A gRPC target for round-robin over `targets` (host:port strings).
 

@@ -1,0 +1,141 @@
+"""`lipstream edge` and `lipstream serve`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from inference_service.client import wait_until_serving
+from media_server.edge import Edge, EdgeSettings
+from signaling.app import create_app
+from signaling.config import EdgeConfig, load_edge_config
+
+log = logging.getLogger(__name__)
+
+INFERENCE_START_TIMEOUT_S = 300.0  # the first start generates the built-in model
+
+
+def settings_from(config: EdgeConfig) -> EdgeSettings:
+    return EdgeSettings(sessions=config.sessions, video=config.video, inference=config.inference,
+                        avatars=config.avatars, ice_servers=config.http.ice_servers,
+                        audio_encoder=config.audio_encoder)
+
+
+async def _warm_default_avatar(edge: Edge, name: str) -> None:
+    try:
+        await edge.load_avatar(name)
+    except Exception as exc:  # noqa: BLE001 - a broken default avatar is reported per session too
+        log.error("cannot load the default avatar '%s': %s", name, exc)
+
+
+async def run_edge(config: EdgeConfig, stop: asyncio.Event) -> None:
+    edge = Edge(settings_from(config))
+    runner = web.AppRunner(create_app(config, edge), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, config.http.port)
+    await site.start()
+    warm = asyncio.create_task(_warm_default_avatar(edge, config.avatars.default))
+    log.info("edge on http://%s:%d (inference: %s)", config.http.host, config.http.port,
+             ", ".join(config.inference.targets))
+    try:
+        await stop.wait()
+    finally:
+        warm.cancel()
+        await runner.cleanup()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _edge_config(args: argparse.Namespace, inference: list[str] | None) -> EdgeConfig:
+    return load_edge_config(args.config, {
+        "http.host": args.host, "http.port": args.port, "inference.targets": inference,
+        "avatars.directory": str(args.avatars) if getattr(args, "avatars", None) else None,
+    })
+
+
+def _edge(args: argparse.Namespace) -> int:
+    targets = [t.strip() for t in args.inference.split(",") if t.strip()] if args.inference else None
+    config = _edge_config(args, targets)
+
+    async def main() -> None:
+        await run_edge(config, _stop_on_signals())
+
+    asyncio.run(main())
+    return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Inference in its own process (its own GIL and cores), the edge in this one."""
+    inference_port = args.inference_port or _free_port()
+    config = _edge_config(args, [f"127.0.0.1:{inference_port}"])
+    command = [sys.executable, "-m", "lipstream.cli", "--log-level", args.log_level, "inference",
+               "--host", "127.0.0.1", "--port", str(inference_port)]
+    if args.inference_config:
+        command += ["--config", str(args.inference_config)]
+    if args.metrics_port is not None:
+        command += ["--metrics-port", str(args.metrics_port)]
+    child = subprocess.Popen(command, env=dict(os.environ))
+
+    async def main() -> None:
+        stop = _stop_on_signals()
+        waiter = asyncio.create_task(wait_until_serving(f"127.0.0.1:{inference_port}", INFERENCE_START_TIMEOUT_S))
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            waiter.cancel()
+            return
+        stopper.cancel()
+        waiter.result()
+        await run_edge(config, stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return 0
+
+
+def _add_edge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="edge YAML config (default: built-in defaults)")
+    parser.add_argument("--host", help="HTTP listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="HTTP port (default 8080)")
+    parser.add_argument("--avatars", type=Path, help="directory of avatar directories")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    edge = subparsers.add_parser("edge", help="run the WebRTC edge and signaling API")
+    _add_edge_arguments(edge)
+    edge.add_argument("--inference", help="HOST:PORT[,HOST:PORT...] of inference servers")
+    edge.set_defaults(handler=_edge)
+
+    serve = subparsers.add_parser("serve", help="inference and edge together on this machine")
+    _add_edge_arguments(serve)
+    serve.add_argument("--inference-port", type=int, help="gRPC port of the inference child (default: a free one)")
+    serve.add_argument("--inference-config", type=Path, help="inference YAML config")
+    serve.add_argument("--metrics-port", type=int, help="inference Prometheus port (default 9151)")
+    serve.set_defaults(handler=_serve)
