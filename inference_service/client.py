@@ -124,12 +124,14 @@ class InferenceClient:
         response = await self.stub.Infer(pb.InferRequest(frames=frames), timeout=timeout_s)
         return list(response.results)
 
-    async def server_info(self, timeout_s: float = 2.0) -> pb.ServerInfo:
-        return await self.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=timeout_s)
+    async def server_info(self, timeout_s: float = 2.0, wait_for_ready: bool = False) -> pb.ServerInfo:
+        return await self.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=timeout_s,
+                                             wait_for_ready=wait_for_ready)
 
     async def reachable(self, timeout_s: float = 1.0) -> bool:
+        """Whether a server answers within `timeout_s`, waiting out a reconnect in progress."""
         try:
-            await self.server_info(timeout_s)
+            await self.server_info(timeout_s, wait_for_ready=True)
         except grpc.aio.AioRpcError:
             return False
         return True

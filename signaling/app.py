@@ -27,8 +27,10 @@ RETRY_AFTER_S = 5
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(status: type[web.HTTPException], message: str, **headers: str) -> web.HTTPException:
-    return status(text=json.dumps({"error": message}), content_type="application/json", headers=headers or None)
+def _error(status: type[web.HTTPException], message: str, headers: dict[str, str] | None = None,
+           **details: int) -> web.HTTPException:
+    """A JSON error body {"error": message}; `details` are extra constructor fields (e.g. 413's sizes)."""
+    return status(text=json.dumps({"error": message}), content_type="application/json", headers=headers, **details)
 
 
 # -- middleware ------------------------------------------------------------------
@@ -66,7 +68,7 @@ def _check_api_key(request: web.Request) -> None:
     key = request.app[CONFIG_KEY].http.api_key
     if key and not hmac.compare_digest((_bearer(request) or "").encode(), key.encode()):
         raise _error(web.HTTPUnauthorized, "a valid API key is needed to create sessions",
-                     **{"WWW-Authenticate": "Bearer"})
+                     {"WWW-Authenticate": "Bearer"})
 
 
 def _session(request: web.Request) -> Session:
@@ -86,7 +88,7 @@ async def _create(request: web.Request, sdp: str, avatar: str) -> tuple[Session,
         return await request.app[EDGE_KEY].create_session(sdp, avatar)
     except SessionLimit as exc:
         raise _error(web.HTTPServiceUnavailable, f"{exc}, retry in {RETRY_AFTER_S} s",
-                     **{"Retry-After": str(RETRY_AFTER_S)}) from exc
+                     {"Retry-After": str(RETRY_AFTER_S)}) from exc
     except AvatarNotFound as exc:
         raise _error(web.HTTPNotFound, str(exc)) from exc
     except BadOffer as exc:
@@ -178,10 +180,14 @@ async def interrupt(request: web.Request) -> web.Response:
     return web.json_response({"dropped_utterances": session.interrupt()})
 
 
+def _too_large(limit: int, size: int, what: str) -> web.HTTPException:
+    return _error(web.HTTPRequestEntityTooLarge, f"{what} over the {limit / 2**20:g} MB limit",
+                  max_size=limit, actual_size=size)
+
+
 async def _speech_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
-        raise _error(web.HTTPRequestEntityTooLarge, f"speech over the {limit // (1024 * 1024)} MB limit",
-                     )
+        raise _too_large(limit, request.content_length, "speech")
     try:
         if request.content_type.startswith("multipart/"):
             reader = await request.multipart()
@@ -191,7 +197,7 @@ async def _speech_body(request: web.Request, limit: int) -> bytes:
             raise _error(web.HTTPBadRequest, "multipart speech needs a part named 'audio' or 'file'")
         return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise _error(web.HTTPRequestEntityTooLarge, f"speech over the {limit // (1024 * 1024)} MB limit") from exc
+        raise _too_large(limit, request.content_length or limit + 1, "speech") from exc
 
 
 async def speech(request: web.Request) -> web.Response:
@@ -202,8 +208,8 @@ async def speech(request: web.Request) -> web.Response:
         raise _error(web.HTTPBadRequest, "no audio in the request body")
     try:
         utterance = await session.speak(data)
-    except AudioTooLongError as exc:
-        raise _error(web.HTTPRequestEntityTooLarge, str(exc)) from exc
+    except AudioTooLongError as exc:  # too many seconds rather than bytes: the same status, no byte sizes
+        return web.json_response({"error": str(exc)}, status=413)
     except AudioDecodeError as exc:
         raise _error(web.HTTPUnprocessableEntity, str(exc)) from exc
     except QueueFullError as exc:

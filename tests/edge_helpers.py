@@ -47,12 +47,13 @@ async def running_edge(inference: bool = True, **sections: dict) -> AsyncIterato
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
+    handle = RunningEdge(f"http://127.0.0.1:{port}", edge, server, config)
     try:
-        yield RunningEdge(f"http://127.0.0.1:{port}", edge, server, config)
+        yield handle
     finally:
         await runner.cleanup()
-        if server is not None:
-            await server.stop()
+        if handle.inference is not None:  # a test may have replaced it
+            await handle.inference.stop()
 
 
 @dataclass
@@ -62,9 +63,9 @@ class Viewer:
     pc: RTCPeerConnection
     session_id: str = ""
     token: str = ""
-    video_frames: list[tuple[float, int, np.ndarray]] = field(default_factory=list)  # (arrival, pts, gray)
+    video_frames: list[tuple[float, int, np.ndarray]] = field(default_factory=list)  # (arrival, pts, Y plane)
     audio: list[tuple[float, int, np.ndarray]] = field(default_factory=list)  # (arrival, pts, mono s16)
-    video_codec: str = ""
+    video_codecs: list[str] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -82,7 +83,8 @@ async def _collect_video(track, viewer: Viewer) -> None:
     loop = asyncio.get_running_loop()
     while True:
         frame = await track.recv()
-        viewer.video_frames.append((loop.time(), frame.pts, frame.to_ndarray(format="gray")))
+        luma = frame.to_ndarray()[: frame.height] if frame.format.name == "yuv420p" else frame.to_ndarray(format="gray")
+        viewer.video_frames.append((loop.time(), frame.pts, luma))
 
 
 async def _collect_audio(track, viewer: Viewer) -> None:
@@ -129,11 +131,8 @@ async def connect_viewer(http: aiohttp.ClientSession, base: str, avatar: str = "
             body = await response.json()
             answer, viewer.session_id, viewer.token = body["sdp"], body["session_id"], body["token"]
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
-    for transceiver in pc.getTransceivers():
-        if transceiver.kind == "video":
-            viewer.video_codec = transceiver.receiver._RTCRtpReceiver__codecs[
-                next(iter(transceiver.receiver._RTCRtpReceiver__codecs))].mimeType \
-                if getattr(transceiver.receiver, "_RTCRtpReceiver__codecs", None) else ""
+    video = next(t for t in pc.getTransceivers() if t.kind == "video")
+    viewer.video_codecs = [codec.mimeType for codec in video._codecs]  # what the answer negotiated
     return viewer
 
 

@@ -1,0 +1,226 @@
+"""Live sessions end to end: a real aiortc viewer, real H.264 and Opus, a real inference server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import aiohttp
+import numpy as np
+import pytest
+
+from edge_helpers import Viewer, connect_viewer, running_edge, wait_for
+from inference_service.server import InferenceServer
+from inference_helpers import make_config
+from media_server.frame_store import LoadedAvatar
+from speech_samples import burst_envelope, encode, speech_like
+
+FPS = 25
+
+
+def mouth_motion(avatar: LoadedAvatar, frames: list[tuple[float, int, np.ndarray]]) -> np.ndarray:
+    """Per received frame: mean |received - idle frame| over the mouth area of its box.
+
+    The received frame's number comes from its pts (3600 per frame at 90 kHz); the first
+    decoded frame is frame 0 (the stream starts with a keyframe).
+    """
+    idle = avatar.idle_sequence()
+    first_pts = frames[0][1]
+    motion = []
+    for _, pts, luma in frames:
+        n = round((pts - first_pts) / 3600)
+        index = idle[n % len(idle)]
+        x0, y0, x1, y1 = avatar.rects[index]
+        side = x1 - x0
+        rows = slice(y0 + int(0.50 * side), y0 + int(0.85 * side))
+        cols = slice(x0 + int(0.30 * side), x0 + int(0.70 * side))
+        reference = avatar.frames[index][: avatar.height]
+        motion.append(np.abs(luma[rows, cols].astype(np.int16) - reference[rows, cols]).mean())
+    return np.array(motion)
+
+
+async def speak(http: aiohttp.ClientSession, url: str, viewer: Viewer, audio: bytes) -> dict:
+    async with http.post(f"{url}/sessions/{viewer.session_id}/speech", data=audio, headers=viewer.auth()) as r:
+        assert r.status == 202, await r.text()
+        return await r.json()
+
+
+def session_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("session-")]
+
+
+async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
+    async with running_edge() as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url)
+        avatar = await edge.edge.load_avatar("default")
+        try:
+            assert viewer.video_codecs and all(c in ("video/H264", "video/rtx") for c in viewer.video_codecs)
+            await wait_for(lambda: len(viewer.video_frames) >= 30, 20, "idle video")
+            seconds = 2.0
+            accepted = await speak(http, edge.url, viewer, encode(speech_like(seconds)))
+            assert accepted["frames"] == seconds * FPS
+            await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), 15, "speech end")
+            await asyncio.sleep(1.0)  # trailing silence
+        finally:
+            await viewer.close()
+
+        frames = viewer.video_frames
+        arrivals = np.array([f[0] for f in frames])
+        pts = np.array([f[1] for f in frames])
+        assert set(np.diff(pts)) == {3600}, "video pts must advance one 25 fps frame at a time"
+        assert np.median(np.diff(arrivals)) == pytest.approx(1 / FPS, abs=0.008)
+
+        motion = mouth_motion(avatar, frames)
+        start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
+        end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
+        idle_before, speaking, idle_after = motion[5:start - 2], motion[start:end], motion[end + 3:]
+        assert idle_before.max() < 4 and idle_after.max() < 4, "the mouth moved in silence"
+        assert np.percentile(speaking, 90) > 12, "speech did not move the mouth"
+        # Voiced and silent bursts of 0.25 s: the lips follow them.
+        voiced = burst_envelope(seconds, 1 / FPS)[: len(speaking)].astype(bool)
+        assert speaking[voiced].mean() > 3 * speaking[~voiced].mean()
+
+        # The audio the viewer heard is the speech, in bursts, at the same instants as the lips.
+        audio_pts = np.array([a[1] for a in viewer.audio])
+        loud = np.array([np.sqrt(np.mean((a[2] / 32768.0) ** 2)) for a in viewer.audio])
+        sample_at_start = audio_pts[0] + start * 1920
+        heard = loud[(audio_pts >= sample_at_start) & (audio_pts < sample_at_start + seconds * 48000)]
+        expected = burst_envelope(seconds, 0.02)[: len(heard)]
+        assert np.corrcoef(heard, expected)[0, 1] > 0.8
+        assert loud[(audio_pts < sample_at_start - 9600)].max() < 0.01, "audio before the speech must be silent"
+
+
+async def test_whep_session_interrupt_and_release() -> None:
+    async with running_edge() as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url, whep=True)
+        avatar = await edge.edge.load_avatar("default")
+        await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "video over WHEP")
+        assert viewer.video_codecs[0] == "video/H264"
+        await speak(http, edge.url, viewer, encode(speech_like(8.0)))
+        await wait_for(lambda: edge.edge.sessions[viewer.session_id].speaking, 5, "speaking")
+        await asyncio.sleep(1.0)
+        loop = asyncio.get_running_loop()
+        async with http.post(f"{edge.url}/sessions/{viewer.session_id}/interrupt", headers=viewer.auth()) as r:
+            assert (await r.json())["dropped_utterances"] == 1
+        interrupted_at = loop.time()
+        async with http.get(f"{edge.url}/sessions/{viewer.session_id}", headers=viewer.auth()) as r:
+            state = await r.json()
+        assert state["speaking"] is False and state["queued_seconds"] == 0
+        await asyncio.sleep(1.0)
+        motion = mouth_motion(avatar, viewer.video_frames)
+        arrivals = np.array([f[0] for f in viewer.video_frames])
+        before = motion[(arrivals > interrupted_at - 0.8) & (arrivals < interrupted_at)]
+        assert before.max() > 12, "the mouth should have been moving before the interrupt"
+        # Frames rendered after the interrupt are idle; allow the two already encoded and in flight.
+        moving_after = np.flatnonzero(motion[arrivals > interrupted_at] > 4)
+        assert moving_after.size == 0 or moving_after.max() < 3, f"mouth still moving: {moving_after}"
+
+        async with http.delete(f"{edge.url}/whep/sessions/{viewer.session_id}") as r:
+            assert r.status == 200
+        assert viewer.session_id not in edge.edge.sessions
+        await wait_for(lambda: not session_threads(), 5, "session threads to end")
+        tasks = [t for t in asyncio.all_tasks() if viewer.session_id[:8] in t.get_name()]
+        assert not tasks, f"tasks left behind: {tasks}"
+        await viewer.close()
+
+
+async def test_websocket_pcm_feed_drives_the_lips() -> None:
+    async with running_edge() as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url)
+        avatar = await edge.edge.load_avatar("default")
+        try:
+            await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
+            rate = 24000  # a typical TTS rate: resampled by the edge
+            pcm = (speech_like(2.0, rate=rate) * 32767).astype("<i2").tobytes()
+            url = f"{edge.url}/sessions/{viewer.session_id}/stream?token={viewer.token}"
+            async with http.ws_connect(url) as ws:
+                await ws.send_str(json.dumps({"sample_rate": rate, "format": "s16le", "channels": 1}))
+                assert (await ws.receive_json())["type"] == "ready"
+                chunk = rate // 10 * 2  # 100 ms, sent in real time like a live TTS
+                for offset in range(0, len(pcm), chunk):
+                    await ws.send_bytes(pcm[offset:offset + chunk])
+                    await asyncio.sleep(0.1)
+                await ws.send_str(json.dumps({"type": "end"}))
+                assert (await ws.receive_json())["type"] == "ended"
+            await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), 10, "speech end")
+        finally:
+            await viewer.close()
+        motion = mouth_motion(avatar, viewer.video_frames)
+        start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
+        assert np.percentile(motion[start:start + 50], 90) > 12
+        assert motion[:start - 2].max() < 4
+
+
+async def test_inference_loss_degrades_to_idle_and_recovers() -> None:
+    async with running_edge() as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url)
+        avatar = await edge.edge.load_avatar("default")
+        port = edge.inference.port
+        try:
+            await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
+            await edge.inference.stop()
+            async with http.get(f"{edge.url}/health") as r:
+                assert (await r.json())["status"] == "degraded"
+            count = len(viewer.video_frames)
+            await speak(http, edge.url, viewer, encode(speech_like(1.0)))
+            await asyncio.sleep(1.5)
+            assert len(viewer.video_frames) - count >= 30, "the session must keep streaming without inference"
+            assert edge.edge.sessions[viewer.session_id].stats.late_frames > 0
+
+            revived = InferenceServer(make_config(server={"port": port}, registry={"preload": ["parametric-mouth"]}))
+            await revived.start()
+            edge.inference = revived
+            async with http.get(f"{edge.url}/health") as r:
+                assert (await r.json())["status"] == "ok"
+            mark = len(viewer.video_frames)
+            await speak(http, edge.url, viewer, encode(speech_like(2.0)))
+            await asyncio.sleep(3.0)
+        finally:
+            await viewer.close()
+        motion = mouth_motion(avatar, viewer.video_frames)
+        assert np.percentile(motion[mark:], 95) > 12, "lip-sync did not resume after the server came back"
+
+
+@pytest.mark.parametrize("whep", [False, True])
+async def test_signaling_errors(whep: bool) -> None:
+    async with running_edge(sessions={"max_sessions": 1}) as edge, aiohttp.ClientSession() as http:
+        url = edge.url
+        if whep:
+            async with http.post(f"{url}/whep/default", data="v=0", headers={"Content-Type": "text/plain"}) as r:
+                assert r.status == 415
+            async with http.post(f"{url}/whep/default", data="garbage",
+                                 headers={"Content-Type": "application/sdp"}) as r:
+                assert r.status == 400 and "error" in await r.json()
+            async with http.post(f"{url}/whep/nobody", data="v=0\r\nm=video 9 UDP 96\r\n",
+                                 headers={"Content-Type": "application/sdp"}) as r:
+                assert r.status == 404 and "no such avatar" in (await r.json())["error"]
+        else:
+            async with http.post(f"{url}/offer", data="{not json") as r:
+                assert r.status == 400
+            async with http.post(f"{url}/offer", json={"sdp": "nonsense", "type": "offer"}) as r:
+                assert r.status == 400
+            async with http.post(f"{url}/offer", json={"sdp": "v=0\r\nm=video", "type": "offer",
+                                                       "avatar": "../etc"}) as r:
+                assert r.status == 404
+        viewer = await connect_viewer(http, url, whep=whep)
+        try:
+            async with http.post(f"{url}/offer", json={"sdp": "v=0\r\nm=video 9", "type": "offer"}) as r:
+                assert r.status == 503 and r.headers["Retry-After"] == "5"
+                assert "server full" in (await r.json())["error"]
+            control = f"{url}/sessions/{viewer.session_id}"
+            async with http.get(control) as r:
+                assert r.status == 403
+            async with http.get(control, headers={"Authorization": "Bearer wrong"}) as r:
+                assert r.status == 403
+            async with http.get(f"{url}/sessions/unknown", headers=viewer.auth()) as r:
+                assert r.status == 404
+            async with http.post(f"{control}/speech", data=b"\x00not audio at all" * 10, headers=viewer.auth()) as r:
+                assert r.status == 422 and "cannot decode audio" in (await r.json())["error"]
+            big = b"\x00" * (int(edge.config.sessions.max_speech_mb * 1024 * 1024) + 1)
+            async with http.post(f"{control}/speech", data=big, headers=viewer.auth()) as r:
+                assert r.status == 413
+            async with http.get(control, headers=viewer.auth()) as r:
+                assert r.status == 200 and (await r.json())["session_id"] == viewer.session_id
+        finally:
+            await viewer.close()

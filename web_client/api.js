@@ -1,0 +1,90 @@
+// The edge's HTTP API. Every failure becomes an ApiError whose message a person can read in the page.
+
+export class ApiError extends Error {
+  constructor(message, status = 0, retryAfter = null) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.retryAfter = retryAfter;
+  }
+}
+
+// Sentences per status code, for the calls where the server's own text needs context.
+const OFFER_ERRORS = {
+  400: (detail) => `the server refused the connection offer: ${detail}`,
+  401: () => 'this server needs an API key: enter it and connect again',
+  403: () => 'the API key was not accepted',
+};
+const SPEECH_ERRORS = {
+  413: (detail) => `that file is too big or too long: ${detail}`,
+  422: (detail) => `cannot use that file as speech: ${detail}`,
+  429: () => 'the speech queue is full: wait a moment or press Interrupt',
+};
+const SESSION_ERRORS = {
+  403: () => 'this page no longer holds the session',
+  404: () => 'the session has ended on the server',
+};
+
+async function failure(response, sentences) {
+  let detail = '';
+  try {
+    detail = (await response.json()).error ?? '';
+  } catch {
+    detail = response.statusText;
+  }
+  if (response.status === 503) {
+    const retry = Number.parseInt(response.headers.get('Retry-After') ?? '', 10) || 5;
+    return new ApiError(`server full, retry in ${retry} s`, 503, retry);
+  }
+  const sentence = sentences[response.status] ?? SESSION_ERRORS[response.status];
+  const message = sentence ? sentence(detail) : detail || `the server answered ${response.status}`;
+  return new ApiError(message, response.status);
+}
+
+async function call(url, options = {}, sentences = {}) {
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch {
+    throw new ApiError('cannot reach the server: is it running?');
+  }
+  if (!response.ok) throw await failure(response, sentences);
+  return response;
+}
+
+export async function listAvatars() {
+  return (await call('/avatars')).json();
+}
+
+export async function postOffer(sdp, avatar, apiKey) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
+  const response = await call('/offer', {
+    method: 'POST', headers, body: JSON.stringify({ sdp, type: 'offer', avatar }),
+  }, OFFER_ERRORS);
+  return response.json();
+}
+
+// Control calls for one session, authorised by its token.
+export class SessionApi {
+  constructor(id, token) {
+    this.id = id;
+    this.url = `/sessions/${encodeURIComponent(id)}`;
+    this.auth = { Authorization: `Bearer ${token}` };
+  }
+
+  async speak(file) {
+    const headers = { ...this.auth, 'Content-Type': file.type || 'application/octet-stream' };
+    const response = await call(`${this.url}/speech`, { method: 'POST', headers, body: file }, SPEECH_ERRORS);
+    return response.json();
+  }
+
+  async interrupt() {
+    return (await call(`${this.url}/interrupt`, { method: 'POST', headers: this.auth })).json();
+  }
+
+  // keepalive lets the request finish while the page unloads.
+  async close({ keepalive = false } = {}) {
+    await call(this.url, { method: 'DELETE', headers: this.auth, keepalive });
+  }
+}
