@@ -9,12 +9,17 @@ previous stage's output; a later stage (encoding) is one more list entry.
   composite works on I420 planes in the box only, and the encoder takes the I420
   frame as it is.
 - naive: the crop is cut and resized from the full BGR frame, composite blends
-  in float over a full-frame copy, and the full frame is converted to YUV.
+  in float over a full-frame copy, the full frame is converted to YUV, and
+  aiortc's stock H.264 encoder encodes it.
+
+Both paths end with aiortc's RTP packetisation of the encoded frame, which a
+session pays either way.
 """
 
 from __future__ import annotations
 
 import argparse
+import fractions
 import json
 import logging
 import os
@@ -32,7 +37,11 @@ import cv2
 import numpy as np
 
 from media_server.avatar import AvatarAssets, AvatarError, AvatarManifest, bgr_to_i420, i420_to_bgr
+from aiortc.codecs.h264 import H264Encoder as StockH264Encoder
+
 from media_server.compositor import composite, feather_mask
+from media_server.config import VideoConfig
+from media_server.encoder import H264Encoder
 from media_server.features import SAMPLE_RATE, SAMPLES_PER_FRAME, FeatureExtractor
 from media_server.frame_store import FrameStore, LoadedAvatar, build_loaded_avatar
 
@@ -114,13 +123,25 @@ def resized_avatar(avatar: LoadedAvatar, width: int, height: int) -> LoadedAvata
     return build_loaded_avatar(assets)
 
 
+FRAME_PTS = 3600  # 25 fps at 90 kHz
+
+
 def lipstream_path(avatar: LoadedAvatar) -> EdgePath:
+    encoder = H264Encoder(avatar.width, avatar.height, avatar.fps, VideoConfig())
+    packetiser = StockH264Encoder()
+    frames = iter(range(1 << 62))
+
+    def encode(_: int, frame: av.VideoFrame) -> list[bytes]:
+        packet = encoder.encode_frame(frame, next(frames) * FRAME_PTS)
+        return packetiser.pack(packet)[0] if packet is not None else []
+
     return EdgePath(
         "lipstream",
         (
             ("crop", lambda i, _: avatar.crops_i420[i]),
             ("composite", lambda i, mouth: composite(avatar, i, mouth)),
             ("convert", lambda i, frame: av.VideoFrame.from_ndarray(frame, format="yuv420p")),
+            ("encode", encode),
         ),
     )
 
@@ -146,12 +167,21 @@ def naive_path(avatar: LoadedAvatar) -> EdgePath:
         full[y0:y1, x0:x1] = alpha * pasted + (1.0 - alpha) * full[y0:y1, x0:x1]
         return full.astype(np.uint8)
 
+    stock = StockH264Encoder()  # aiortc's own: preset medium, GOP 250, threads per core
+    frames = iter(range(1 << 62))
+
+    def encode(_: int, frame: av.VideoFrame) -> list[bytes]:
+        frame.pts = next(frames) * FRAME_PTS
+        frame.time_base = fractions.Fraction(1, 90000)
+        return stock.encode(frame)[0]
+
     return EdgePath(
         "naive",
         (
             ("crop", crop),
             ("composite", blend),
             ("convert", lambda i, frame: av.VideoFrame.from_ndarray(frame, format="bgr24").reformat(format="yuv420p")),
+            ("encode", encode),
         ),
     )
 

@@ -51,7 +51,9 @@ class H264Encoder:
 
     def encode(self, frame_i420: np.ndarray, pts: int) -> av.Packet | None:
         """One I420 frame (H*3/2 x W) -> one packet (zerolatency never holds frames back)."""
-        frame = av.VideoFrame.from_ndarray(frame_i420, format="yuv420p")
+        return self.encode_frame(av.VideoFrame.from_ndarray(frame_i420, format="yuv420p"), pts)
+
+    def encode_frame(self, frame: av.VideoFrame, pts: int) -> av.Packet | None:
         frame.pts = pts
         frame.time_base = VIDEO_TIME_BASE
         if self._keyframe_requested:

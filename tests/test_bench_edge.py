@@ -9,7 +9,7 @@ import pytest
 
 from lipstream.cli import main
 
-STAGES = {"features", "crop", "composite", "convert", "total"}
+STAGES = {"features", "crop", "composite", "convert", "encode", "total"}
 
 
 def test_bench_edge_writes_per_stage_medians_for_both_paths(tmp_path: Path) -> None:
