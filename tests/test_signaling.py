@@ -1,0 +1,138 @@
+"""The HTTP surface beyond the happy path: auth, CORS, limits, trickle ICE, metrics, config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from edge_helpers import connect_viewer, running_edge
+from speech_samples import encode, speech_like
+
+
+async def test_api_key_guards_session_creation() -> None:
+    async with running_edge(http={"api_key": "sesame"}) as edge, aiohttp.ClientSession() as http:
+        async with http.post(f"{edge.url}/offer", json={"sdp": "v=0", "type": "offer"}) as r:
+            assert r.status == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+        async with http.post(f"{edge.url}/whep/default", data="v=0", headers={
+                "Content-Type": "application/sdp", "Authorization": "Bearer wrong"}) as r:
+            assert r.status == 401
+        async with http.get(f"{edge.url}/avatars") as r:
+            assert r.status == 200 and "default" in (await r.json())["avatars"]
+
+
+async def test_cors_allows_only_configured_origins() -> None:
+    async with running_edge(http={"cors_origins": ["https://app.example"]}) as edge, \
+            aiohttp.ClientSession() as http:
+        preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+        async with http.options(f"{edge.url}/offer", headers=preflight) as r:
+            assert r.status == 204
+            assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+            assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+        async with http.get(f"{edge.url}/avatars", headers={"Origin": "https://evil.example"}) as r:
+            assert r.status == 200 and "Access-Control-Allow-Origin" not in r.headers
+        async with http.get(f"{edge.url}/nope", headers={"Origin": "https://app.example"}) as r:
+            assert r.status == 404 and r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+
+
+async def test_speech_limits_multipart_and_queue() -> None:
+    sessions = {"max_speech_seconds": 2.0, "max_queued_utterances": 2}
+    async with running_edge(sessions=sessions) as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url)
+        url = f"{edge.url}/sessions/{viewer.session_id}/speech"
+        try:
+            form = aiohttp.FormData()
+            form.add_field("audio", encode(speech_like(0.5, rate=48000), "ogg", "libopus", rate=48000),
+                           filename="hello.ogg", content_type="audio/ogg")
+            async with http.post(url, data=form, headers=viewer.auth()) as r:
+                assert r.status == 202, await r.text()
+                assert (await r.json())["seconds"] == pytest.approx(0.5, abs=0.03)
+            async with http.post(url, data=encode(speech_like(3.0)), headers=viewer.auth()) as r:
+                assert r.status == 413 and "2 s limit" in (await r.json())["error"]
+            async with http.post(url, data=encode(speech_like(1.0)), headers=viewer.auth()) as r:
+                assert r.status == 202
+            async with http.post(url, data=encode(speech_like(1.0)), headers=viewer.auth()) as r:
+                assert r.status == 429 and "queued" in (await r.json())["error"]
+            async with http.post(url, data=b"", headers=viewer.auth()) as r:
+                assert r.status == 400
+        finally:
+            await viewer.close()
+
+
+async def test_websocket_rejects_bad_streams_and_trickle_ice_patch() -> None:
+    async with running_edge() as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url)
+        try:
+            stream = f"{edge.url}/sessions/{viewer.session_id}/stream"
+            async with http.ws_connect(stream) as ws:  # no token
+                pass
+        except aiohttp.WSServerHandshakeError as exc:
+            assert exc.status == 403
+        else:
+            pytest.fail("a WebSocket without the session token was accepted")
+        try:
+            async with http.ws_connect(f"{stream}?token={viewer.token}") as ws:
+                await ws.send_bytes(b"\x00\x01")
+                assert "header first" in (await ws.receive_json())["message"]
+            async with http.ws_connect(f"{stream}?token={viewer.token}") as ws:
+                await ws.send_str('{"sample_rate": "fast"}')
+                assert "bad stream header" in (await ws.receive_json())["message"]
+
+            resource = f"{edge.url}/whep/sessions/{viewer.session_id}"
+            async with http.patch(resource, data="a=mid:0", headers={"Content-Type": "text/plain"}) as r:
+                assert r.status == 415
+            fragment = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+            async with http.patch(resource, data=fragment,
+                                  headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+                assert r.status == 204 and r.headers["X-Candidates-Added"] == "1"
+        finally:
+            await viewer.close()
+
+
+async def test_health_and_metrics_report_sessions_and_frames() -> None:
+    async with running_edge() as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url)
+        try:
+            async with http.get(f"{edge.url}/health") as r:
+                health = await r.json()
+            assert health["status"] == "ok" and health["sessions"] == 1
+            await edge_frames(viewer)
+            async with http.get(f"{edge.url}/metrics") as r:
+                body = await r.text()
+            assert "lipstream_edge_sessions 1.0" in body
+            sent = next(line for line in body.splitlines() if line.startswith("lipstream_edge_frames_sent_total"))
+            assert float(sent.split()[-1]) >= 10
+            assert 'lipstream_edge_stage_seconds_bucket{le="0.0005",stage="encode"}' in body
+        finally:
+            await viewer.close()
+
+
+async def edge_frames(viewer, count: int = 10) -> None:
+    from edge_helpers import wait_for
+
+    await wait_for(lambda: len(viewer.video_frames) >= count, 20, "video frames")
+
+
+@pytest.mark.parametrize("content, field", [
+    ("sessions:\n  max_sessions: 0\n", "sessions.max_sessions"),
+    ("video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
+    ("http:\n  prot: 1\n", "http.prot"),
+])
+def test_bad_edge_config_exits_2(tmp_path: Path, content: str, field: str) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_text(content)
+    run = subprocess.run([sys.executable, "-m", "lipstream.cli", "edge", "--config", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and field in run.stderr
+
+
+def test_shipped_configs_are_the_defaults() -> None:
+    from inference_service.config import load_inference_config
+    from signaling.config import load_edge_config
+
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    assert load_inference_config(configs / "inference.yaml") == load_inference_config(None)
+    assert load_edge_config(configs / "edge.yaml") == load_edge_config(None)
