@@ -16,6 +16,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiortc import sdp
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from inference_service.builtin_models import BUILTIN_MODELS
@@ -142,11 +143,20 @@ class Edge:
         return session, answer
 
     async def _negotiate(self, pc: RTCPeerConnection, session: Session, offer_sdp: str) -> str:
+        try:
+            kinds = [media.kind for media in sdp.SessionDescription.parse(offer_sdp).media]
+        except Exception as exc:  # noqa: BLE001 - the SDP parser raises many types
+            raise BadOffer(f"the offer is not valid SDP: {exc}") from exc
+        if "video" not in kinds:
+            raise BadOffer("the offer has no video m-line")
+        # Transceivers first, so the offer's m-lines bind to them; one only for kinds the
+        # offer has (an unmatched transceiver breaks aiortc's answer).
         video = pc.addTransceiver(AvatarVideoTrack(session), direction="sendonly")
         h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs
                 if c.mimeType.lower() in ("video/h264", "video/rtx")]
         video.setCodecPreferences(h264)
-        pc.addTransceiver(SpeechAudioTrack(session), direction="sendrecv")
+        if "audio" in kinds:
+            pc.addTransceiver(SpeechAudioTrack(session), direction="sendrecv")
         route_keyframe_requests(video.sender, session)
 
         @pc.on("track")

@@ -66,6 +66,7 @@ class Viewer:
     video_frames: list[tuple[float, int, np.ndarray]] = field(default_factory=list)  # (arrival, pts, Y plane)
     audio: list[tuple[float, int, np.ndarray]] = field(default_factory=list)  # (arrival, pts, mono s16)
     video_codecs: list[str] = field(default_factory=list)
+    keyframe_pts: list[int] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -85,6 +86,8 @@ async def _collect_video(track, viewer: Viewer) -> None:
         frame = await track.recv()
         luma = frame.to_ndarray()[: frame.height] if frame.format.name == "yuv420p" else frame.to_ndarray(format="gray")
         viewer.video_frames.append((loop.time(), frame.pts, luma))
+        if frame.key_frame:
+            viewer.keyframe_pts.append(frame.pts)
 
 
 async def _collect_audio(track, viewer: Viewer) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import fractions
 import json
 import threading
 
 import aiohttp
+import av
 import numpy as np
 import pytest
+from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from edge_helpers import Viewer, connect_viewer, running_edge, wait_for
 from inference_service.server import InferenceServer
@@ -224,3 +228,73 @@ async def test_signaling_errors(whep: bool) -> None:
                 assert r.status == 200 and (await r.json())["session_id"] == viewer.session_id
         finally:
             await viewer.close()
+
+
+class SpeakingMicrophone(MediaStreamTrack):
+    """A browser microphone stand-in: speech-like audio, 20 ms frames, paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self._pcm = (speech_like(seconds, rate=48000) * 32767).astype(np.int16)
+        self._index = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        loop = asyncio.get_running_loop()
+        self._start = self._start or loop.time()
+        await asyncio.sleep(max(0.0, self._start + self._index * 0.02 - loop.time()))
+        chunk = self._pcm[self._index * 960:(self._index + 1) * 960]
+        if chunk.size < 960:
+            chunk = np.zeros(960, np.int16)
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, self._index * 960, fractions.Fraction(1, 48000)
+        self._index += 1
+        return frame
+
+
+async def test_microphone_echo_mode_moves_the_lips_and_stats_flow() -> None:
+    async with running_edge() as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url, microphone=SpeakingMicrophone(2.0))
+        avatar = await edge.edge.load_avatar("default")
+        try:
+            await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), 15, "echoed speech")
+        finally:
+            await viewer.close()
+        motion = mouth_motion(avatar, viewer.video_frames)
+        start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
+        assert np.percentile(motion[start:start + 40], 90) > 12
+        stats = [e for e in viewer.events if e["type"] == "stats"]
+        assert stats and stats[-1]["stats"]["fps"] > 20
+        assert {"encode", "composite", "inference_rtt"} <= set(stats[-1]["stats"]["stages_ms"])
+
+
+async def test_picture_loss_gets_a_keyframe_and_a_vanished_viewer_is_released() -> None:
+    async with running_edge() as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url)
+        await wait_for(lambda: len(viewer.video_frames) >= 15, 20, "video")
+        pc = edge.edge.peer(viewer.session_id)
+        sender = next(t.sender for t in pc.getTransceivers() if t.kind == "video")
+        await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
+        asked_at = viewer.video_frames[-1][1]
+        await wait_for(lambda: any(pts > asked_at for pts in viewer.keyframe_pts), 2, "keyframe after PLI")
+        first_pts = viewer.video_frames[0][1]
+        answered = min(pts for pts in viewer.keyframe_pts if pts > asked_at)
+        assert (answered - first_pts) // 3600 < 40, "the keyframe came from the PLI, not the 2 s GOP"
+
+        await viewer.close()  # the viewer goes away without DELETE
+        await wait_for(lambda: not edge.edge.sessions, 10, "the session to be released")
+        await wait_for(lambda: not session_threads(), 5, "session threads to end")
+
+
+async def test_offer_never_connected_times_out() -> None:
+    async with running_edge(sessions={"connect_timeout_s": 0.5}) as edge, aiohttp.ClientSession() as http:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with http.post(f"{edge.url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as r:
+            assert r.status == 200
+        await pc.close()  # never applies the answer
+        assert len(edge.edge.sessions) == 1
+        await wait_for(lambda: not edge.edge.sessions, 5, "the unconnected session to end")
