@@ -136,14 +136,14 @@ class InferenceClient:
             return False
         return True
 
-    def open_stream(self, max_inflight: int = 8) -> "FrameStream":
+    def open_stream(self, max_inflight: int = 8) -> FrameStream:
         initial, maximum = self._backoff
         return FrameStream(self.stub, max_inflight, Backoff(initial, maximum))
 
     async def close(self) -> None:
         await self._channel.close()
 
-    async def __aenter__(self) -> "InferenceClient":
+    async def __aenter__(self) -> InferenceClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

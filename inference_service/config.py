@@ -58,7 +58,7 @@ class ModelSpec(StrictModel):
     lookahead_frames: int = Field(1, ge=0)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelSpec":
+    def _one_source(self) -> ModelSpec:
         if (self.path is None) == (self.builtin is None):
             raise ValueError(f"model '{self.id}' needs exactly one of 'path' or 'builtin'")
         if self.crop_size % 2:
@@ -99,7 +99,7 @@ class InferenceConfig(StrictModel):
         return models
 
     @model_validator(mode="after")
-    def _preload_known(self) -> "InferenceConfig":
+    def _preload_known(self) -> InferenceConfig:
         ids = {spec.id for spec in self.models}
         for model_id in self.registry.preload:
             if model_id not in ids:

@@ -36,7 +36,8 @@ def normalise_format(image_format: int) -> int:
 def validate_compact(spec: ModelSpec, compact: pb.CompactInput) -> tuple[int, int]:
     """Check byte counts up front (cheap, on the event loop); returns (in, out) formats."""
     crop_format = normalise_format(compact.crop_format)
-    out_format = crop_format if compact.output_format == pb.IMAGE_FORMAT_UNSPECIFIED else normalise_format(compact.output_format)
+    out_format = compact.output_format
+    out_format = crop_format if out_format == pb.IMAGE_FORMAT_UNSPECIFIED else normalise_format(out_format)
     want_crop = image_bytes(spec.crop_size, crop_format)
     if len(compact.crop) != want_crop:
         raise LayoutError(

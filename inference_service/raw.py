@@ -43,12 +43,15 @@ def decode_raw(raw: pb.RawInput, expected: dict[str, TensorSignature]) -> dict[s
     for tensor in raw.inputs:
         sig = expected.get(tensor.name)
         if sig is None:
-            raise LayoutError(f"{tensor.name or '<unnamed>'}: the model has no input of that name (inputs: {', '.join(expected)})")
+            known = ", ".join(expected)
+            raise LayoutError(f"{tensor.name or '<unnamed>'}: the model has no input of that name (inputs: {known})")
         if tensor.dtype != sig.dtype:
-            raise LayoutError(f"{tensor.name}: dtype {pb.DType.Name(tensor.dtype)}, model wants {pb.DType.Name(sig.dtype)}")
+            raise LayoutError(
+                f"{tensor.name}: dtype {pb.DType.Name(tensor.dtype)}, model wants {pb.DType.Name(sig.dtype)}")
         shape = tuple(tensor.shape)
         if len(shape) != len(sig.shape) or any(w is not None and w != got for w, got in zip(sig.shape, shape)):
-            raise LayoutError(f"{tensor.name}: shape {list(shape)}, model wants {[w if w is not None else '?' for w in sig.shape]}")
+            wanted = [dim if dim is not None else "?" for dim in sig.shape]
+            raise LayoutError(f"{tensor.name}: shape {list(shape)}, model wants {wanted}")
         if any(dim <= 0 for dim in shape):
             raise LayoutError(f"{tensor.name}: shape {list(shape)} has an empty axis")
         dtype = DTYPES[tensor.dtype]
@@ -73,4 +76,5 @@ def batch_key(arrays: dict[str, np.ndarray]) -> tuple:
 def encode_tensor(name: str, array: np.ndarray) -> pb.Tensor:
     array = np.ascontiguousarray(array)
     code = _DTYPE_CODES.get(array.dtype.newbyteorder("<"), pb.DTYPE_UNSPECIFIED)
-    return pb.Tensor(name=name, dtype=code, shape=list(array.shape), data=array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+    data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return pb.Tensor(name=name, dtype=code, shape=list(array.shape), data=data)

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
+
 from inference_service import builtin_models
 from inference_service.config import InferenceConfig, ModelSpec
 from inference_service.layout import CompactLayout
 from inference_service.providers import ProviderChoice, SessionFactory, create_session, requested_providers
 from inference_service.raw import TensorSignature, signatures
-
-import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,8 @@ class ModelRegistry:
                 raise ModelLoadError(f"model '{spec.id}': {path} has no input '{name}' (inputs: {', '.join(inputs)})")
         outputs = [arg.name for arg in session.get_outputs()]
         if spec.output not in outputs:
-            raise ModelLoadError(f"model '{spec.id}': {path} has no output '{spec.output}' (outputs: {', '.join(outputs)})")
+            raise ModelLoadError(
+                f"model '{spec.id}': {path} has no output '{spec.output}' (outputs: {', '.join(outputs)})")
         # The weights dominate a session's footprint; the file size is an honest lower bound.
         return SharedSession(path, session, provider, os.path.getsize(path), inputs, outputs)
 

@@ -91,7 +91,7 @@ class InferenceServer:
     async def wait(self) -> None:
         await self._server.wait_for_termination()
 
-    async def __aenter__(self) -> "InferenceServer":
+    async def __aenter__(self) -> InferenceServer:
         await self.start()
         return self
 

@@ -148,7 +148,8 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         except Exception as exc:  # noqa: BLE001 - every failure is reported on its frame
             error = _as_frame_error(exc)
             self.metrics.failures.labels(model_id, error.code.name).inc()
-            return pb.FrameResult(frame_id=request.frame_id, error=pb.Error(code=error.code.value[0], message=str(error)))
+            failure = pb.Error(code=error.code.value[0], message=str(error))
+            return pb.FrameResult(frame_id=request.frame_id, error=failure)
         return self._result(request.frame_id, model, output, out_format, timings, received)
 
     def _result(self, frame_id: int, model: LoadedModel, output: Any, out_format: int,

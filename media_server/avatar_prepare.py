@@ -129,8 +129,11 @@ def face_track(faces: list[tuple[float, float, float, float] | None], label: str
     return _smooth(track)
 
 
+DEFAULT_GEOMETRY = CropGeometry()
+
+
 def mouth_box(
-    face: np.ndarray, width: int, height: int, geometry: CropGeometry = CropGeometry()
+    face: np.ndarray, width: int, height: int, geometry: CropGeometry = DEFAULT_GEOMETRY
 ) -> tuple[int, int, int, int]:
     """The square model box for a face (x, y, w, h), placing the mouth where the model expects it."""
     x, y, w, h = face

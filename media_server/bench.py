@@ -35,10 +35,9 @@ from typing import Any
 import av
 import cv2
 import numpy as np
-
-from media_server.avatar import AvatarAssets, AvatarError, AvatarManifest, bgr_to_i420, i420_to_bgr
 from aiortc.codecs.h264 import H264Encoder as StockH264Encoder
 
+from media_server.avatar import AvatarAssets, AvatarError, AvatarManifest, bgr_to_i420, i420_to_bgr
 from media_server.compositor import composite, feather_mask
 from media_server.config import VideoConfig
 from media_server.encoder import H264Encoder

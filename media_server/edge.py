@@ -16,8 +16,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiortc import sdp
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, sdp
 
 from inference_service.builtin_models import BUILTIN_MODELS
 from inference_service.client import InferenceClient

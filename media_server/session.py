@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from inference_service.client import FrameFailed, FrameStream, InferenceClient, InferenceUnavailable
+from inference_service.client import FrameStream, InferenceClient, InferenceUnavailable
 from media_server.audio import PcmResampler, PlaybackChunker, decode_audio, to_playback_frames
 from media_server.compositor import composite
 from media_server.config import SessionConfig, VideoConfig
@@ -247,7 +247,7 @@ class Session:
         chunks = to_playback_frames(samples)
         return windows, (np.concatenate(chunks) if chunks else np.zeros(0, np.int16))
 
-    def live_feed(self, sample_rate: int, sample_format: str = "s16le", channels: int = 1) -> "LiveFeed":
+    def live_feed(self, sample_rate: int, sample_format: str = "s16le", channels: int = 1) -> LiveFeed:
         return LiveFeed(self, sample_rate, sample_format, channels)
 
     def interrupt(self) -> int:

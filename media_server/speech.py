@@ -48,7 +48,7 @@ class Utterance:
     start: int | None = None  # session video frame of its first frame
 
     @classmethod
-    def from_file(cls, windows: np.ndarray, playback: np.ndarray, samples_16k: int) -> "Utterance":
+    def from_file(cls, windows: np.ndarray, playback: np.ndarray, samples_16k: int) -> Utterance:
         utterance = cls("file", windows=list(windows.astype(np.float16)), samples_16k=samples_16k, finished=True)
         utterance.playback = _fit(playback, len(utterance.windows) * PLAYBACK_PER_FRAME)
         return utterance

@@ -13,8 +13,8 @@ import av
 import numpy as np
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
-
 from inference_helpers import make_config
+
 from inference_service.server import InferenceServer
 from media_server.edge import Edge
 from signaling.app import create_app
@@ -95,8 +95,9 @@ async def _collect_audio(track, viewer: Viewer) -> None:
     while True:
         frame: av.AudioFrame = await track.recv()
         samples = frame.to_ndarray()
-        if len(frame.layout.channels) > 1:
-            samples = samples.reshape(-1, len(frame.layout.channels))[:, 0] if not frame.format.is_planar else samples[0]
+        channels = len(frame.layout.channels)
+        if channels > 1:  # keep the left channel
+            samples = samples[0] if frame.format.is_planar else samples.reshape(-1, channels)[:, 0]
         viewer.audio.append((loop.time(), frame.pts, samples.reshape(-1).astype(np.int16)))
 
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
-
 from edge_helpers import Viewer, connect_viewer, running_edge, wait_for
-from inference_service.server import InferenceServer
 from inference_helpers import make_config
-from media_server.frame_store import LoadedAvatar
 from speech_samples import burst_envelope, encode, speech_like
+
+from inference_service.server import InferenceServer
+from media_server.frame_store import LoadedAvatar
 
 FPS = 25
 

@@ -11,15 +11,14 @@ from pathlib import Path
 import grpc
 import onnxruntime as ort
 import pytest
-
 from inference_helpers import TINY, compact_frame, make_config, tiny_spec, write_tiny_model
+
 from inference_service.client import FrameFailed, InferenceClient, InferenceUnavailable, channel_target
+from inference_service.metrics import InferenceMetrics
 from inference_service.registry import ModelRegistry
 from inference_service.server import InferenceServer
 from inference_service.service import LipSyncService
-from inference_service.metrics import InferenceMetrics
 from protos import generate
-from protos.lipsync.v1 import lipsync_pb2 as pb
 
 AUDIO = (2, 4)
 

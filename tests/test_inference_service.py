@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from inference_helpers import TINY, audio_bytes, compact_frame, i420_crop, make_config, tiny_spec, write_tiny_model
+
 from inference_service.server import InferenceServer
 from protos.lipsync.v1 import lipsync_pb2 as pb
 from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
@@ -142,8 +142,9 @@ async def test_bad_frames_get_clear_errors_and_do_not_harm_the_stream(tiny_serve
     await call.done_writing()
     results = {r.frame_id: r async for r in call}
     assert not results[1].HasField("error") and not results[6].HasField("error")
-    expectations = {2: (grpc.StatusCode.INVALID_ARGUMENT, "crop"), 3: (grpc.StatusCode.INVALID_ARGUMENT, "audio"),
-                    4: (grpc.StatusCode.INVALID_ARGUMENT, "input: shape"), 5: (grpc.StatusCode.NOT_FOUND, "no-such-model")}
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    expectations = {2: (invalid, "crop"), 3: (invalid, "audio"), 4: (invalid, "input: shape"),
+                    5: (grpc.StatusCode.NOT_FOUND, "no-such-model")}
     for frame_id, (code, words) in expectations.items():
         error = results[frame_id].error
         assert error.code == code.value[0], (frame_id, error)

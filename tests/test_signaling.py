@@ -8,7 +8,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-
 from edge_helpers import connect_viewer, running_edge
 from speech_samples import encode, speech_like
 
