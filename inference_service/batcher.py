@@ -5,7 +5,9 @@ gathers more until `max_batch` or `max_queue_delay_us`, and hands the batch to
 one of `workers` executor threads (onnxruntime releases the GIL while it runs).
 The queue is bounded: a full queue answers RESOURCE_EXHAUSTED at once instead of
 letting latency grow. Batches leave in arrival order, so each stream's frames
-complete in the order it sent them.
+complete in the order it sent them. With a single caller there is no one to
+wait for, so the delay window is skipped and a lone stream pays no batching
+latency.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ BatchRunner = Callable[[list[Any]], list[Any]]
 
 class Batcher:
     def __init__(self, name: str, runner: BatchRunner, config: BatchingConfig, executor: Executor,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, float], None] | None = None,
+                 callers: Callable[[], int] = lambda: 2) -> None:
         self.name = name
         self._runner = runner
         self._config = config
@@ -62,6 +65,7 @@ class Batcher:
         self._queue: asyncio.Queue[PendingFrame] = asyncio.Queue(maxsize=config.queue_size)
         self._slots = asyncio.Semaphore(config.workers)
         self._on_batch = on_batch
+        self._callers = callers
         self._inflight: set[asyncio.Task] = set()
         self._collector = asyncio.create_task(self._collect(), name=f"batcher:{name}")
 
@@ -82,7 +86,7 @@ class Batcher:
         while True:
             await self._slots.acquire()
             batch = [await self._queue.get()]
-            window_ends = loop.time() + delay
+            window_ends = loop.time() + (delay if self._callers() > 1 else 0.0)
             while len(batch) < max_batch:
                 if not self._queue.empty():
                     batch.append(self._queue.get_nowait())

@@ -88,6 +88,7 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         self.registry = registry or ModelRegistry(config, self._loader)
         self.registry.on_change.append(self._on_registry_change)
         self._batchers: dict[tuple[str, str], tuple[LoadedModel, Batcher]] = {}
+        self._callers = 0  # open StreamInfer and Infer calls: whether a batch window can pay off
         self._retired: set[asyncio.Task] = set()
 
     # -- frame path -------------------------------------------------------
@@ -103,7 +104,8 @@ class LipSyncService(pb_grpc.LipSyncServicer):
             self.metrics.batch_size.labels(model_id).observe(size)
             self.metrics.compute_time.labels(model_id).observe(seconds)
 
-        batcher = Batcher(model_id, runner, self.config.batching, self._executor, on_batch)
+        batcher = Batcher(model_id, runner, self.config.batching, self._executor, on_batch,
+                          callers=lambda: self._callers)
         if entry is not None:
             self._retire(entry[1])
         self._batchers[key] = (model, batcher)
@@ -186,11 +188,13 @@ class LipSyncService(pb_grpc.LipSyncServicer):
                 await pending.put(None)
 
         reader = asyncio.create_task(read())
+        self._callers += 1
         try:
             while (task := await pending.get()) is not None:
                 yield await task
             await reader  # surfaces a broken request stream
         finally:
+            self._callers -= 1
             reader.cancel()
             while not pending.empty():
                 leftover = pending.get_nowait()
@@ -200,7 +204,11 @@ class LipSyncService(pb_grpc.LipSyncServicer):
     async def Infer(self, request: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
         received = time.perf_counter()
         budget = context.time_remaining()
-        results = await asyncio.gather(*(self.process(frame, received, budget) for frame in request.frames))
+        self._callers += 1
+        try:
+            results = await asyncio.gather(*(self.process(frame, received, budget) for frame in request.frames))
+        finally:
+            self._callers -= 1
         for result in results:
             if result.HasField("error"):
                 await context.abort(_STATUS_BY_CODE[result.error.code],

@@ -233,9 +233,21 @@ async def test_deadlines_and_message_limits(tiny_models) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as too_big:
             await stub.Infer(pb.InferRequest(frames=[tiny_frame(i) for i in range(40)]), timeout=5)
         assert too_big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        await channel.close()
+        await server.stop()
+
+
+async def test_call_deadline_skips_frames_still_queued(tiny_models) -> None:
+    server, channel, stub = await running(tiny_config(tiny_models, batching={"max_batch": 1}))
+    try:
+        await stub.LoadModel(pb.LoadModelRequest(model="one"))
         with pytest.raises(grpc.aio.AioRpcError) as late:
-            await stub.Infer(pb.InferRequest(frames=[tiny_frame(3)]), timeout=0.000001)
+            await stub.Infer(pb.InferRequest(frames=[tiny_frame(i) for i in range(300)]), timeout=0.005)
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await asyncio.sleep(0.5)  # let the server drain what it had queued
+        computed = server.metrics.registry.get_sample_value("lipstream_inference_batch_size_sum", {"model": "one"}) or 0
+        assert computed < 300, "frames of a call past its deadline must be skipped, not computed"
     finally:
         await channel.close()
         await server.stop()
