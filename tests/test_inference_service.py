@@ -129,7 +129,11 @@ async def test_bad_frames_get_clear_errors_and_do_not_harm_the_stream(tiny_serve
     bad_raw = pb.FrameRequest(frame_id=4, model="one", raw=pb.RawInput(inputs=[
         pb.Tensor(name="input", dtype=pb.DTYPE_FLOAT32, shape=[1, 6, 8, 8], data=bytes(6 * 64 * 4)),
         pb.Tensor(name="audio", dtype=pb.DTYPE_FLOAT32, shape=[1, 2, 4], data=bytes(32))]))
+    bad_dtype = pb.FrameRequest(frame_id=7, model="one", raw=pb.RawInput(inputs=[
+        pb.Tensor(name="input", dtype=pb.DTYPE_FLOAT32, shape=[1, 6, TINY, TINY], data=bytes(6 * TINY * TINY * 4)),
+        pb.Tensor(name="audio", dtype=pb.DTYPE_UINT8, shape=[1, 2, 4], data=bytes(8))]))
     frames = [
+        bad_dtype,
         tiny_frame(1),
         tiny_frame(2, crop=b"\x00" * 10),
         tiny_frame(3, audio=b"\x00" * 6),
@@ -144,7 +148,7 @@ async def test_bad_frames_get_clear_errors_and_do_not_harm_the_stream(tiny_serve
     assert not results[1].HasField("error") and not results[6].HasField("error")
     invalid = grpc.StatusCode.INVALID_ARGUMENT
     expectations = {2: (invalid, "crop"), 3: (invalid, "audio"), 4: (invalid, "input: shape"),
-                    5: (grpc.StatusCode.NOT_FOUND, "no-such-model")}
+                    5: (grpc.StatusCode.NOT_FOUND, "no-such-model"), 7: (invalid, "audio: dtype DTYPE_UINT8")}
     for frame_id, (code, words) in expectations.items():
         error = results[frame_id].error
         assert error.code == code.value[0], (frame_id, error)
