@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from prometheus_client import start_http_server
 from inference_service.config import InferenceConfig, load_inference_config
 from inference_service.metrics import InferenceMetrics
 from inference_service.service import LipSyncService
+from lipstream.lifecycle import stop_on_signals
 from protos.lipsync.v1 import lipsync_pb2 as pb
 from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
 
@@ -102,11 +102,7 @@ class InferenceServer:
 async def serve_until_signalled(config: InferenceConfig) -> None:
     server = InferenceServer(config)
     await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await stop_on_signals().wait()
     log.info("shutting down")
     await server.stop()
 

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from inference_service.client import wait_until_serving
+from lipstream.lifecycle import stop_on_signals
 from media_server.edge import Edge, EdgeSettings
 from signaling.app import create_app
 from signaling.config import EdgeConfig, load_edge_config
@@ -53,14 +53,6 @@ async def run_edge(config: EdgeConfig, stop: asyncio.Event) -> None:
         await runner.cleanup()
 
 
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
-
-
 def _edge_config(args: argparse.Namespace, inference: list[str] | None) -> EdgeConfig:
     return load_edge_config(args.config, {
         "http.host": args.host, "http.port": args.port, "inference.targets": inference,
@@ -73,7 +65,7 @@ def _edge(args: argparse.Namespace) -> int:
     config = _edge_config(args, targets)
 
     async def main() -> None:
-        await run_edge(config, _stop_on_signals())
+        await run_edge(config, stop_on_signals())
 
     asyncio.run(main())
     return 0
@@ -98,7 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
     child = subprocess.Popen(command, env=dict(os.environ))
 
     async def main() -> None:
-        stop = _stop_on_signals()
+        stop = stop_on_signals()
         waiter = asyncio.create_task(wait_until_serving(f"127.0.0.1:{inference_port}", INFERENCE_START_TIMEOUT_S))
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import filecmp
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -63,32 +61,6 @@ async def test_gpu_provider_missing_from_build_is_reported(tmp_path: Path) -> No
         info = server.service.server_info()
     assert info.providers_in_use == ["CPUExecutionProvider"]
     assert "TensorrtExecutionProvider not available" in info.provider_fallback_reason
-
-
-@pytest.mark.parametrize("content, field", [
-    ("batching:\n  max_batch: 0\n", "batching.max_batch"),
-    ("server:\n  port: 70000\n", "server.port"),
-    ("runtime:\n  providers: [gpu]\n", "runtime.providers"),
-    ("registry:\n  preload: [ghost]\n", "preload"),
-    ("batching:\n  max_batchh: 4\n", "batching.max_batchh"),
-])
-def test_bad_config_exits_2_naming_the_field(tmp_path: Path, content: str, field: str) -> None:
-    path = tmp_path / "inference.yaml"
-    path.write_text(content)
-    run = subprocess.run([sys.executable, "-m", "lipstream.cli", "inference", "--config", str(path)],
-                         capture_output=True, text=True, timeout=60)
-    assert run.returncode == 2
-    assert field in run.stderr
-
-
-def test_env_and_flags_override_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from inference_service.config import load_inference_config
-
-    path = tmp_path / "inference.yaml"
-    path.write_text("server:\n  port: 6000\nbatching:\n  max_batch: 4\n")
-    monkeypatch.setenv("LIPSTREAM_INFERENCE_BATCHING__MAX_BATCH", "16")
-    config = load_inference_config(path, {"server.port": 7000})
-    assert (config.server.port, config.batching.max_batch) == (7000, 16)
 
 
 def test_committed_protos_match_regeneration(tmp_path: Path) -> None:

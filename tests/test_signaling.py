@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import aiohttp
 import pytest
 from edge_helpers import connect_viewer, running_edge
@@ -113,25 +109,3 @@ async def edge_frames(viewer, count: int = 10) -> None:
     from edge_helpers import wait_for
 
     await wait_for(lambda: len(viewer.video_frames) >= count, 20, "video frames")
-
-
-@pytest.mark.parametrize("content, field", [
-    ("sessions:\n  max_sessions: 0\n", "sessions.max_sessions"),
-    ("video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
-    ("http:\n  prot: 1\n", "http.prot"),
-])
-def test_bad_edge_config_exits_2(tmp_path: Path, content: str, field: str) -> None:
-    path = tmp_path / "edge.yaml"
-    path.write_text(content)
-    run = subprocess.run([sys.executable, "-m", "lipstream.cli", "edge", "--config", str(path)],
-                         capture_output=True, text=True, timeout=60)
-    assert run.returncode == 2 and field in run.stderr
-
-
-def test_shipped_configs_are_the_defaults() -> None:
-    from inference_service.config import load_inference_config
-    from signaling.config import load_edge_config
-
-    configs = Path(__file__).resolve().parent.parent / "configs"
-    assert load_inference_config(configs / "inference.yaml") == load_inference_config(None)
-    assert load_edge_config(configs / "edge.yaml") == load_edge_config(None)

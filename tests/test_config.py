@@ -1,0 +1,49 @@
+"""Service configs: validation at start-up, the override order, the shipped files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inference_service.config import load_inference_config
+from signaling.config import load_edge_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.mark.parametrize("service, content, field", [
+    ("inference", "batching:\n  max_batch: 0\n", "batching.max_batch"),
+    ("inference", "server:\n  port: 70000\n", "server.port"),
+    ("inference", "runtime:\n  providers: [gpu]\n", "runtime.providers"),
+    ("inference", "registry:\n  preload: [ghost]\n", "preload"),
+    ("inference", "batching:\n  max_batchh: 4\n", "batching.max_batchh"),
+    ("edge", "sessions:\n  max_sessions: 0\n", "sessions.max_sessions"),
+    ("edge", "video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
+    ("edge", "http:\n  prot: 1\n", "http.prot"),
+    ("edge", "- not a mapping\n", "top level must be a mapping"),
+])
+def test_bad_config_exits_2_naming_the_field(tmp_path: Path, service: str, content: str, field: str) -> None:
+    path = tmp_path / f"{service}.yaml"
+    path.write_text(content)
+    run = subprocess.run([sys.executable, "-m", "lipstream.cli", service, "--config", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert field in run.stderr
+
+
+def test_env_and_flags_override_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "inference.yaml"
+    path.write_text("server:\n  port: 6000\nbatching:\n  max_batch: 4\n")
+    monkeypatch.setenv("LIPSTREAM_INFERENCE_BATCHING__MAX_BATCH", "16")
+    config = load_inference_config(path, {"server.port": 7000})
+    assert (config.server.port, config.batching.max_batch) == (7000, 16)
+    monkeypatch.setenv("LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS", "3")
+    assert load_edge_config(None).sessions.max_sessions == 3
+
+
+def test_shipped_configs_are_the_defaults() -> None:
+    assert load_inference_config(CONFIGS / "inference.yaml") == load_inference_config(None)
+    assert load_edge_config(CONFIGS / "edge.yaml") == load_edge_config(None)
