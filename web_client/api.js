@@ -15,14 +15,15 @@ const OFFER_ERRORS = {
   401: () => 'this server needs an API key: enter it and connect again',
   403: () => 'the API key was not accepted',
 };
-const SPEECH_ERRORS = {
-  413: (detail) => `that file is too big or too long: ${detail}`,
-  422: (detail) => `cannot use that file as speech: ${detail}`,
-  429: () => 'the speech queue is full: wait a moment or press Interrupt',
-};
 const SESSION_ERRORS = {
   403: () => 'this page no longer holds the session',
   404: () => 'the session has ended on the server',
+};
+const SPEECH_ERRORS = {
+  ...SESSION_ERRORS,
+  413: (detail) => `that file is too big or too long: ${detail}`,
+  422: (detail) => `cannot use that file as speech: ${detail}`,
+  429: () => 'the speech queue is full: wait a moment or press Interrupt',
 };
 
 async function failure(response, sentences) {
@@ -36,7 +37,7 @@ async function failure(response, sentences) {
     const retry = Number.parseInt(response.headers.get('Retry-After') ?? '', 10) || 5;
     return new ApiError(`server full, retry in ${retry} s`, 503, retry);
   }
-  const sentence = sentences[response.status] ?? SESSION_ERRORS[response.status];
+  const sentence = sentences[response.status];
   const message = sentence ? sentence(detail) : detail || `the server answered ${response.status}`;
   return new ApiError(message, response.status);
 }
@@ -80,11 +81,11 @@ export class SessionApi {
   }
 
   async interrupt() {
-    return (await call(`${this.url}/interrupt`, { method: 'POST', headers: this.auth })).json();
+    return (await call(`${this.url}/interrupt`, { method: 'POST', headers: this.auth }, SESSION_ERRORS)).json();
   }
 
   // keepalive lets the request finish while the page unloads.
   async close({ keepalive = false } = {}) {
-    await call(this.url, { method: 'DELETE', headers: this.auth, keepalive });
+    await call(this.url, { method: 'DELETE', headers: this.auth, keepalive }, SESSION_ERRORS);
   }
 }

@@ -8,17 +8,16 @@ import { openSession } from './rtc.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  status: $('status'), message: $('message'), stage: $('stage'), video: $('video'), placeholder: $('placeholder'),
+  status: $('status'), message: $('message'), stage: $('stage'), video: $('video'),
   unmute: $('unmute'), avatar: $('avatar'), apiKeyField: $('api-key-field'), apiKey: $('api-key'),
   connect: $('connect'), overlayToggle: $('overlay-toggle'), dropzone: $('dropzone'), file: $('speech-file'),
   mic: $('mic'), interrupt: $('interrupt'), events: $('events'),
 };
 const overlay = new Overlay($('overlay'), $('sparkline'));
 const receiver = new ReceiverStats();
-const latency = new SpeechLatency();
 const MAX_EVENTS = 30;
 
-let live = null; // {pc, channel, stream, session, timer}
+let live = null; // {pc, channel, stream, session, avatar, timer, latency}
 let microphone = null; // the microphone's MediaStream while echo mode is on
 let lastServer = null; // {frame, fps, at}: to place an upload on the server's frame clock
 let lastBrowser = null;
@@ -127,10 +126,9 @@ async function connect() {
     else ui.connect.disabled = false;
     return;
   }
-  live = { ...opened, avatar, timer: null };
-  attach(live);
+  live = { ...opened, avatar, timer: null, latency: new SpeechLatency() };
   ui.connect.disabled = false;
-  setState('connecting', 'connecting…');
+  attach(live);
   log(`session ${live.session.id.slice(0, 8)} with avatar “${avatar}”${microphone ? ' (echo mode)' : ''}`);
 }
 
@@ -138,7 +136,7 @@ function attach(current) {
   const { pc, channel, stream } = current;
   ui.video.srcObject = stream;
   play();
-  pc.addEventListener('connectionstatechange', () => {
+  const onConnectionState = () => {
     if (live !== current) return;
     const state = pc.connectionState;
     if (state === 'connected') {
@@ -148,9 +146,15 @@ function attach(current) {
       setState('connecting', 'connection interrupted, waiting…');
     } else if (state === 'failed') {
       disconnect('the connection failed: the network or a firewall blocks WebRTC media');
+    } else {
+      setState('connecting', 'connecting…');
     }
+  };
+  pc.addEventListener('connectionstatechange', onConnectionState);
+  onConnectionState();
+  channel.addEventListener('message', (event) => {
+    if (live === current) onServerMessage(current, JSON.parse(event.data));
   });
-  channel.addEventListener('message', (event) => onServerMessage(JSON.parse(event.data)));
   channel.addEventListener('close', () => {
     if (live === current) disconnect('the server ended the session');
   });
@@ -162,7 +166,6 @@ async function disconnect(reason = null) {
   if (!current) return;
   live = null;
   clearInterval(current.timer);
-  current.pc.close();
   ui.video.srcObject = null;
   setSpeaking(false);
   overlay.clear();
@@ -173,7 +176,9 @@ async function disconnect(reason = null) {
   if (reason) showMessage(reason);
   else clearMessage();
   log(reason ? `disconnected: ${reason}` : 'disconnected');
-  await current.session.close().catch(() => {}); // already gone on the server is fine
+  // The server is told first, so it does not see a dropped connection; a session it already ended is fine.
+  await current.session.close().catch(() => {});
+  current.pc.close();
 }
 
 // -- live numbers -------------------------------------------------------------------------------
@@ -191,12 +196,12 @@ function serverFrameNow() {
 
 function showLatency(estimate) {
   if (!estimate) return;
-  const browserMs = (lastBrowser?.jitterMs ?? 0) + (lastBrowser?.decodeMs ?? 0);
-  overlay.showSpeechLatency(estimate, browserMs);
-  log(`speech → lips ≈ ${Math.round(estimate.uploadMs + estimate.leadMs + browserMs)} ms`);
+  const playerMs = (lastBrowser?.jitterMs ?? 0) + (lastBrowser?.decodeMs ?? 0);
+  overlay.showSpeechLatency(estimate, playerMs);
+  log(`speech → lips ≈ ${Math.round(estimate.uploadMs + estimate.leadMs + playerMs)} ms`);
 }
 
-function onServerMessage(message) {
+function onServerMessage(current, message) {
   switch (message.type) {
     case 'stats':
       lastServer = { frame: message.frame, fps: message.stats.fps || 25, at: performance.now() };
@@ -206,7 +211,7 @@ function onServerMessage(message) {
     case 'speech_start':
       setSpeaking(true);
       log(`speaking utterance ${message.utterance} (from ${(message.pts_ms / 1000).toFixed(2)} s)`);
-      showLatency(latency.started(message));
+      showLatency(current.latency.started(message));
       break;
     case 'speech_end':
       setSpeaking(false);
@@ -236,7 +241,7 @@ async function speak(file) {
     if (live !== current) return;
     clearMessage();
     log(`queued ${reply.seconds.toFixed(1)} s of speech as utterance ${reply.utterance}`);
-    if (frame !== null) showLatency(latency.accepted(reply.utterance, performance.now() - sent, frame));
+    if (frame !== null) showLatency(current.latency.accepted(reply.utterance, performance.now() - sent, frame));
   } catch (error) {
     showMessage(describe(error));
   }
@@ -304,7 +309,11 @@ async function loadAvatars() {
 }
 
 function wirePage() {
-  ui.connect.addEventListener('click', () => (live ? disconnect() : connect()));
+  $('session-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (live) disconnect();
+    else connect();
+  });
   ui.interrupt.addEventListener('click', interrupt);
   ui.mic.addEventListener('click', toggleMicrophone);
   ui.overlayToggle.addEventListener('click', () => setOverlay(!overlay.visible));
@@ -318,12 +327,15 @@ function wirePage() {
     ui.file.value = ''; // the same file may be sent again
     if (file) speak(file);
   });
-  ui.dropzone.addEventListener('dragover', (event) => {
+  // The whole page takes a dropped file (a near miss must not open the file in the tab); the zone lights up.
+  document.addEventListener('dragover', (event) => {
     event.preventDefault();
     ui.dropzone.classList.add('dragging');
   });
-  ui.dropzone.addEventListener('dragleave', () => ui.dropzone.classList.remove('dragging'));
-  ui.dropzone.addEventListener('drop', (event) => {
+  document.addEventListener('dragleave', (event) => {
+    if (!event.relatedTarget) ui.dropzone.classList.remove('dragging');
+  });
+  document.addEventListener('drop', (event) => {
     event.preventDefault();
     ui.dropzone.classList.remove('dragging');
     const [file] = event.dataTransfer.files;

@@ -60,6 +60,13 @@ export class ReceiverStats {
   }
 }
 
+const PENDING_LIMIT = 16; // halves whose other half never comes (interrupted, live speech) are forgotten
+
+function remember(map, key, value) {
+  map.set(key, value);
+  if (map.size > PENDING_LIMIT) map.delete(map.keys().next().value);
+}
+
 /**
  * Speech-to-lips for an upload: time to upload, then the server's lead (frames between the upload being
  * accepted and its first speaking frame), then the browser's jitter buffer and decode of that frame.
@@ -70,12 +77,12 @@ export class SpeechLatency {
   #started = new Map();
 
   accepted(utterance, uploadMs, serverFrame) {
-    this.#accepted.set(utterance, { uploadMs, serverFrame });
+    remember(this.#accepted, utterance, { uploadMs, serverFrame });
     return this.#resolve(utterance);
   }
 
   started(event) {
-    this.#started.set(event.utterance, event);
+    remember(this.#started, event.utterance, event);
     return this.#resolve(event.utterance);
   }
 

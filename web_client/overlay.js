@@ -27,9 +27,10 @@ class Sparkline {
 
   draw() {
     const { canvas } = this;
+    const width = canvas.clientWidth;
+    const height = canvas.clientHeight;
+    if (!width) return; // hidden: drawn when shown again
     const ratio = window.devicePixelRatio || 1;
-    const width = canvas.clientWidth || canvas.width;
-    const height = canvas.clientHeight || canvas.height;
     if (canvas.width !== Math.round(width * ratio)) {
       canvas.width = Math.round(width * ratio);
       canvas.height = Math.round(height * ratio);
@@ -38,7 +39,7 @@ class Sparkline {
     context.setTransform(ratio, 0, 0, ratio, 0, 0);
     context.clearRect(0, 0, width, height);
     if (this.values.length < 2) return;
-    const top = Math.max(40, ...this.values) * 1.15;
+    const top = Math.max(5, ...this.values) * 1.3;
     const step = width / (this.capacity - 1);
     const x = (i) => (i + this.capacity - this.values.length) * step;
     const y = (v) => height - (v / top) * (height - 4) - 2;
@@ -53,7 +54,7 @@ class Sparkline {
     context.fill();
     context.fillStyle = 'rgba(255, 255, 255, 0.6)';
     context.font = '10px ui-monospace, monospace';
-    context.fillText(`${Math.round(this.values.at(-1))} ms`, 4, 11);
+    context.fillText(`frame delay ${this.values.at(-1).toFixed(1)} ms`, 4, 11);
   }
 }
 
@@ -100,10 +101,11 @@ export class Overlay {
     this.set('server_queued_s', message.queued_seconds, 1);
   }
 
-  showSpeechLatency({ uploadMs, leadMs }, browserMs) {
+  showSpeechLatency({ uploadMs, leadMs }, playerMs) {
     this.set('upload_ms', uploadMs, 0);
     this.set('server_lead_ms', leadMs, 0);
-    this.set('speech_to_lips_ms', uploadMs + leadMs + browserMs, 0);
+    this.set('player_ms', playerMs, 0);
+    this.set('speech_to_lips_ms', uploadMs + leadMs + playerMs, 0);
   }
 
   clear() {
