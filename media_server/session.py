@@ -237,10 +237,13 @@ class Session:
         frames = max(1, len(windows))
         self.stats.record("features", (time.perf_counter() - started) * 1000 / frames)
         utterance = Utterance.from_file(windows, playback, samples.size)
-        self.timeline.add(utterance)
-        if self._metrics is not None:
-            self._metrics.utterances.labels("file").inc()
+        self.queue_utterance(utterance)
         return utterance
+
+    def queue_utterance(self, utterance: Utterance, extra_lead: int = 0) -> None:
+        self.timeline.add(utterance, extra_lead)
+        if self._metrics is not None:
+            self._metrics.utterances.labels(utterance.kind).inc()
 
     def _file_features(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         windows = self.extractor.windows(samples)
@@ -326,18 +329,17 @@ class LiveFeed:
 
     async def push(self, chunk: bytes) -> None:
         session = self._session
-        windows, playback, count = await session._loop.run_in_executor(None, self._ingest, chunk)
+        windows, playback, count = await asyncio.get_running_loop().run_in_executor(None, self._ingest, chunk)
         if self.utterance is None:
-            self.utterance = Utterance("live")
-            session.timeline.add(self.utterance, extra_lead=session.lookahead_frames)
-            if session._metrics is not None:
-                session._metrics.utterances.labels("live").inc()
+            utterance = Utterance("live")
+            session.queue_utterance(utterance, extra_lead=session.lookahead_frames)
+            self.utterance = utterance
         self.utterance.add_live(windows, playback, count)
 
     async def end(self) -> Utterance | None:
         """End of the utterance; the next push starts a new one."""
         utterance, self.utterance = self.utterance, None
-        windows, playback = await self._session._loop.run_in_executor(None, self._drain)
+        windows, playback = await asyncio.get_running_loop().run_in_executor(None, self._drain)
         if utterance is not None:
             utterance.finish(windows, playback)
             self._session.timeline.finished_live()
