@@ -1,0 +1,98 @@
+"""The speech timeline: scheduling, back-to-back utterances, starved live feeds, interrupt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from media_server.speech import CHUNK_SAMPLES, PLAYBACK_PER_FRAME, QueueFullError, SpeechTimeline, Utterance
+
+
+def file_utterance(frames: int, level: int = 1000) -> Utterance:
+    windows = np.zeros((frames, 32, 16, 16), np.float32)
+    windows[:, 0, 0, 0] = np.arange(frames)  # frame i's window is recognisable
+    playback = np.full(frames * PLAYBACK_PER_FRAME, level, np.int16)
+    return Utterance.from_file(windows, playback, frames * 640)
+
+
+def index_at(timeline: SpeechTimeline, frame: int) -> int | None:
+    planned = timeline.plan(frame)
+    return None if planned is None else planned[1]
+
+
+def test_file_utterances_play_back_to_back_after_the_lead() -> None:
+    timeline = SpeechTimeline(lead_frames=3, max_queued=4)
+    first, second = file_utterance(5), file_utterance(4, level=2000)
+    timeline.add(first)
+    timeline.add(second)
+    assert first.start == 4 and second.start == 9
+    shown = []
+    for frame in range(16):
+        timeline.advance_to(frame)
+        planned = timeline.plan(frame)
+        shown.append(None if planned is None else (planned[0].id, planned[1]))
+    assert shown[:4] == [None] * 4
+    assert shown[4:9] == [(first.id, i) for i in range(5)]
+    assert shown[9:13] == [(second.id, i) for i in range(4)]
+    assert shown[13:] == [None] * 3
+    kinds = [(e.kind, e.frame) for e in timeline.events]
+    assert kinds == [("speech_start", 4), ("speech_end", 9), ("speech_start", 9), ("speech_end", 13)]
+
+
+def test_audio_chunks_follow_the_same_frames() -> None:
+    timeline = SpeechTimeline(lead_frames=1, max_queued=2)
+    timeline.add(file_utterance(3, level=1234))  # frames 2, 3, 4
+    heard = [int(timeline.audio_chunk(chunk)[0]) for chunk in range(12)]
+    assert heard == [0] * 4 + [1234] * 6 + [0] * 2
+    assert all(timeline.audio_chunk(c).size == CHUNK_SAMPLES for c in range(12))
+
+
+def test_starved_live_feed_holds_audio_and_video_together() -> None:
+    timeline = SpeechTimeline(lead_frames=0, max_queued=2)
+    live = Utterance("live")
+    timeline.add(live)
+    assert live.start == 1
+    window = np.zeros((32, 16, 16), np.float32)
+    live.add_live([window, window], np.full(2 * PLAYBACK_PER_FRAME, 7, np.int16), 1280)
+    shown = []
+    for frame in range(1, 6):
+        timeline.advance_to(frame)
+        shown.append(index_at(timeline, frame))
+        heard = timeline.audio_chunk(frame * 2)
+        assert (heard[0] == 7) == (shown[-1] is not None)
+    # Frames 1-2 play what arrived; 3-5 wait (idle and silent) instead of running ahead.
+    assert shown == [0, 1, None, None, None]
+    assert timeline.stalled_frames == 3
+    live.add_live([window], np.full(PLAYBACK_PER_FRAME, 7, np.int16), 640)
+    timeline.advance_to(6)
+    assert index_at(timeline, 6) == 2, "the utterance resumes where it stopped"
+    live.finish([], np.zeros(0, np.int16))
+    timeline.finished_live()
+    timeline.advance_to(7)
+    assert timeline.plan(7) is None and not timeline.speaking
+
+
+def test_utterance_after_a_live_one_waits_for_its_end() -> None:
+    timeline = SpeechTimeline(lead_frames=0, max_queued=3)
+    live = Utterance("live")
+    timeline.add(live)
+    queued = file_utterance(2)
+    timeline.add(queued)
+    assert queued.start is None
+    live.add_live([np.zeros((32, 16, 16), np.float32)] * 3, np.zeros(3 * PLAYBACK_PER_FRAME, np.int16), 1920)
+    live.finish([], np.zeros(0, np.int16))
+    timeline.finished_live()
+    assert queued.start == live.start + 3
+
+
+def test_interrupt_drops_everything_and_limits_hold() -> None:
+    timeline = SpeechTimeline(lead_frames=0, max_queued=2)
+    timeline.add(file_utterance(10))
+    timeline.add(file_utterance(10))
+    with pytest.raises(QueueFullError):
+        timeline.add(file_utterance(1))
+    timeline.advance_to(3)
+    assert timeline.speaking and timeline.queued_seconds() == pytest.approx(0.8)
+    assert len(timeline.interrupt()) == 2
+    assert timeline.plan(3) is None and not timeline.speaking
+    assert [e.kind for e in timeline.events][-2:] == ["interrupted", "interrupted"]
