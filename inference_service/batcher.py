@@ -67,6 +67,9 @@ class Batcher:
         self._on_batch = on_batch
         self._callers = callers
         self._inflight: set[asyncio.Task] = set()
+        # Recent model-run time: a frame whose budget is shorter would be late anyway, and
+        # computing it would make the frames behind it late too.
+        self._run_estimate_s = 0.0
         self._collector = asyncio.create_task(self._collect(), name=f"batcher:{name}")
 
     def submit(self, payload: Any, received: float, budget_s: float | None) -> asyncio.Future:
@@ -106,11 +109,13 @@ class Batcher:
         try:
             started = time.perf_counter()
             live = []
+            finish_by = started + self._run_estimate_s
             for frame in batch:
                 if frame.future.done():  # the caller gave up (cancelled call)
                     continue
-                if frame.expires is not None and started > frame.expires:
-                    frame.future.set_exception(FrameExpiredError("frame budget ran out while queued"))
+                if frame.expires is not None and finish_by > frame.expires:
+                    reason = "ran out while queued" if started > frame.expires else "is shorter than a model run"
+                    frame.future.set_exception(FrameExpiredError(f"frame budget {reason}"))
                     continue
                 live.append(frame)
             if not live:
@@ -126,6 +131,7 @@ class Batcher:
                 return
             finished = time.perf_counter()
             compute_us = int((finished - started) * 1e6)
+            self._run_estimate_s = 0.8 * self._run_estimate_s + 0.2 * (finished - started)
             if self._on_batch is not None:
                 self._on_batch(len(live), finished - started)
             for frame, result in zip(live, results):

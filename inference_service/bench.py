@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -24,17 +23,12 @@ import numpy as np
 
 from inference_service.client import wait_until_serving
 from inference_service.config import load_inference_config
+from lipstream.lifecycle import free_port
 from protos.lipsync.v1 import lipsync_pb2 as pb
 from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
 
 # The replaced system's exchange: float32 input [6,320,320] + output [3,320,320].
 OLD_WIRE_BYTES_PER_FRAME = (6 + 3) * 320 * 320 * 4
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start_server(model: str, batching: bool, port: int) -> subprocess.Popen:
@@ -120,7 +114,7 @@ async def _bench_model(model: str, stream_counts: list[int], seconds: float) -> 
     template = _frame(model, spec.crop_size, spec.audio_shape, np.random.default_rng(0))
     runs = []
     for batching in (True, False):
-        port = _free_port()
+        port = free_port()
         process = _start_server(model, batching, port)
         try:
             await wait_until_serving(f"127.0.0.1:{port}", 300)

@@ -192,6 +192,7 @@ class FrameStream:
                 raise InferenceUnavailable("inference reconnect backoff")
             call = self._open()
         future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
         self._pending.append((request.frame_id, future))
         try:
             await call.write(request)
@@ -243,6 +244,12 @@ class FrameStream:
         if reader is not None:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """A caller that stopped waiting (interrupt, deadline) must not leave 'never retrieved' noise."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _describe(exc: BaseException) -> str:

@@ -26,6 +26,8 @@ class RuntimeConfig(StrictModel):
     providers: Literal["auto"] | list[ProviderName] = "auto"
     device_id: int = Field(0, ge=0)
     intra_op_threads: int = Field(0, ge=0, description="0 lets onnxruntime decide")
+    allow_spinning: bool = Field(
+        False, description="let idle intra-op threads spin: lower latency, but a core burnt even when idle")
 
 
 class BatchingConfig(StrictModel):

@@ -52,6 +52,7 @@ def create_session(
     *,
     device_id: int = 0,
     intra_op_threads: int = 0,
+    allow_spinning: bool = False,
     available: Sequence[str] | None = None,
     session_factory: SessionFactory = ort.InferenceSession,
 ) -> tuple[Any, ProviderChoice]:
@@ -62,6 +63,9 @@ def create_session(
     reasons = [f"{', '.join(missing)} not available in this onnxruntime build"] if missing else []
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
+    # Spinning workers hold a core at ~100 % between the frames of a real-time stream,
+    # which starves the edge on a shared machine; batches are big enough not to need it.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if usable and usable != [CPU]:
         try:

@@ -140,6 +140,7 @@ class ModelRegistry:
                 self._requested,
                 device_id=runtime.device_id,
                 intra_op_threads=runtime.intra_op_threads,
+                allow_spinning=runtime.allow_spinning,
                 session_factory=self._session_factory,
             )
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types

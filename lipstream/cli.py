@@ -27,10 +27,11 @@ def _registrars() -> tuple[list[Register], list[Register]]:
     from inference_service import builtin_models, server
     from media_server import avatar_cli
     from media_server import bench as edge_bench
+    from signaling import bench_e2e
     from signaling import server as edge_server
 
     top = [edge_server.register, server.register, builtin_models.register, avatar_cli.register]
-    bench = [inference_bench.register, edge_bench.register]
+    bench = [inference_bench.register, edge_bench.register, bench_e2e.register]
     return top, bench
 
 

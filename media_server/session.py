@@ -52,12 +52,6 @@ def crop_bytes(avatar: LoadedAvatar) -> list[bytes]:
     return cached
 
 
-def _consume(future: asyncio.Future) -> None:
-    """Results nobody waits for any more (interrupt, close) must not log 'never retrieved'."""
-    if not future.cancelled():
-        future.exception()
-
-
 @dataclass
 class PendingMouth:
     future: asyncio.Future
@@ -66,7 +60,6 @@ class PendingMouth:
 
     def on_done(self, future: asyncio.Future) -> None:
         self.arrived = time.perf_counter()
-        _consume(future)
 
 
 class Session:
@@ -156,6 +149,9 @@ class Session:
             key = (utterance.id, index)
             if key in self._pending or not utterance.ready(index):
                 continue
+            window = utterance.window(index)
+            if window is None:
+                continue
             budget = self._deadline(frame) - self._loop.time()
             if budget <= 0:
                 continue
@@ -163,7 +159,7 @@ class Session:
                 frame_id=frame, model=self.model_id, budget_us=int(budget * 1e6),
                 compact=pb.CompactInput(crop=self._crops[self._idle[frame % len(self._idle)]],
                                         crop_format=pb.IMAGE_FORMAT_I420,
-                                        audio=utterance.windows[index].tobytes()),
+                                        audio=window),
             )
             try:
                 future = await self._stream.submit(request)
@@ -233,10 +229,9 @@ class Session:
         samples = await self._loop.run_in_executor(
             None, decode_audio, data, SAMPLE_RATE, self.config.max_speech_seconds)
         started = time.perf_counter()
-        windows, playback = await self._loop.run_in_executor(None, self._file_features, samples)
-        frames = max(1, len(windows))
-        self.stats.record("features", (time.perf_counter() - started) * 1000 / frames)
-        utterance = Utterance.from_file(windows, playback, samples.size)
+        vectors, playback = await self._loop.run_in_executor(None, self._file_features, samples)
+        self.stats.record("features", (time.perf_counter() - started) * 1000 / max(1, len(vectors)))
+        utterance = Utterance.from_file(vectors, playback, samples.size)
         self.queue_utterance(utterance)
         return utterance
 
@@ -246,9 +241,9 @@ class Session:
             self._metrics.utterances.labels(utterance.kind).inc()
 
     def _file_features(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        windows = self.extractor.windows(samples)
+        vectors = self.extractor.vectors(samples)
         chunks = to_playback_frames(samples)
-        return windows, (np.concatenate(chunks) if chunks else np.zeros(0, np.int16))
+        return vectors, (np.concatenate(chunks) if chunks else np.zeros(0, np.int16))
 
     def live_feed(self, sample_rate: int, sample_format: str = "s16le", channels: int = 1) -> LiveFeed:
         return LiveFeed(self, sample_rate, sample_format, channels)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from media_server.features import SAMPLES_PER_FRAME, frame_count
+from media_server.features import SAMPLES_PER_FRAME, frame_count, model_windows
 
 PLAYBACK_RATE = 48000
 CHUNK_SAMPLES = 960  # 20 ms at 48 kHz
@@ -35,53 +35,103 @@ class QueueFullError(RuntimeError):
     """More utterances queued than the session allows."""
 
 
+class PlaybackBuffer:
+    """48 kHz s16 samples of one utterance, growing as a live feed arrives (amortised appends)."""
+
+    def __init__(self, samples: np.ndarray | None = None) -> None:
+        self._data = np.zeros(0, np.int16) if samples is None else samples
+        self.length = self._data.size
+
+    def append(self, samples: np.ndarray) -> None:
+        end = self.length + samples.size
+        if end > self._data.size:
+            grown = np.zeros(max(end, 2 * self._data.size), np.int16)
+            grown[: self.length] = self._data[: self.length]
+            self._data = grown
+        self._data[self.length : end] = samples
+        self.length = end
+
+    def fit(self, length: int) -> None:
+        """Pad with silence or cut to exactly `length` samples."""
+        self.append(np.zeros(max(0, length - self.length), np.int16))
+        self.length = length
+
+    def chunk(self, start: int, size: int) -> np.ndarray:
+        piece = self._data[start : min(start + size, self.length)]
+        return piece if piece.size == size else _fit(piece, size)
+
+
 @dataclass(eq=False)
 class Utterance:
-    """Windows per frame (float16, the wire format) and 48 kHz s16 playback samples."""
+    """Per-frame model windows and the 48 kHz playback of one thing said.
+
+    A file keeps only its per-frame 512-d vectors and reads each [32,16,16]
+    window as a view of them (16x less memory than the windows themselves);
+    a live feed keeps the windows it has received and not yet shown.
+    """
 
     kind: str  # "file" or "live"
     id: int = field(default_factory=lambda: next(_ids))
-    windows: list[np.ndarray] = field(default_factory=list)
-    playback: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     samples_16k: int = 0
     finished: bool = False
     start: int | None = None  # session video frame of its first frame
+    received: int = 0  # frames whose window is available
+    playback: PlaybackBuffer = field(default_factory=PlaybackBuffer)
+    _file_windows: np.ndarray | None = None
+    _live_windows: dict[int, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def from_file(cls, windows: np.ndarray, playback: np.ndarray, samples_16k: int) -> Utterance:
-        utterance = cls("file", windows=list(windows.astype(np.float16)), samples_16k=samples_16k, finished=True)
-        utterance.playback = _fit(playback, len(utterance.windows) * PLAYBACK_PER_FRAME)
+    def from_file(cls, vectors: np.ndarray, playback: np.ndarray, samples_16k: int) -> Utterance:
+        windows = model_windows(vectors)
+        utterance = cls("file", samples_16k=samples_16k, finished=True, received=len(windows),
+                        _file_windows=windows)
+        utterance.playback = PlaybackBuffer(_fit(playback, len(windows) * PLAYBACK_PER_FRAME))
         return utterance
 
     @property
     def frames(self) -> int | None:
         """Length in video frames, once known (a live utterance knows it when finished)."""
-        return len(self.windows) if self.finished else None
+        return self.received if self.finished else None
 
     @property
     def seconds(self) -> float:
         return self.samples_16k / (SAMPLES_PER_FRAME * 25)
 
+    def ready(self, index: int) -> bool:
+        return index < self.received
+
+    def window(self, index: int) -> bytes | None:
+        """Frame `index`'s model window as float16 bytes (the wire format), if still held."""
+        if self._file_windows is not None:
+            return self._file_windows[index].astype(np.float16).tobytes()
+        window = self._live_windows.get(index)
+        return None if window is None else window.tobytes()
+
+    def forget_before(self, index: int) -> None:
+        """Live windows of frames already shown are never needed again."""
+        for old in [key for key in self._live_windows if key < index]:
+            del self._live_windows[old]
+
     def add_live(self, windows: list[np.ndarray], playback: np.ndarray, samples_16k: int) -> None:
-        self.windows.extend(window.astype(np.float16) for window in windows)
-        if playback.size:
-            self.playback = np.concatenate([self.playback, playback])
+        for window in windows:
+            self._live_windows[self.received] = window.astype(np.float16)
+            self.received += 1
+        self.playback.append(playback)
         self.samples_16k += samples_16k
 
     def finish(self, windows: list[np.ndarray], playback: np.ndarray) -> None:
         self.add_live(windows, playback, 0)
         self.finished = True
-        self.playback = _fit(self.playback, frame_count(self.samples_16k) * PLAYBACK_PER_FRAME)
-        del self.windows[frame_count(self.samples_16k):]
-
-    def ready(self, index: int) -> bool:
-        return index < len(self.windows)
+        frames = frame_count(self.samples_16k)
+        self.received = min(self.received, frames)
+        self.forget_before(0)
+        for extra in [key for key in self._live_windows if key >= frames]:
+            del self._live_windows[extra]
+        self.playback.fit(frames * PLAYBACK_PER_FRAME)
 
     def chunk(self, index: int) -> np.ndarray:
         """Playback chunk `index` (20 ms) of this utterance; silence where none has arrived."""
-        start = index * CHUNK_SAMPLES
-        piece = self.playback[start : start + CHUNK_SAMPLES]
-        return piece if piece.size == CHUNK_SAMPLES else _fit(piece, CHUNK_SAMPLES)
+        return self.playback.chunk(index * CHUNK_SAMPLES, CHUNK_SAMPLES)
 
 
 def _fit(samples: np.ndarray, length: int) -> np.ndarray:
@@ -127,7 +177,10 @@ class SpeechTimeline:
         self._schedule(extra_lead)
 
     def _schedule(self, extra_lead: int = 0) -> None:
-        earliest = self._frame + 1 + self.lead_frames + extra_lead
+        # `_frame` is the newest frame a track has reached, so the next frame still to be
+        # rendered is at most `_frame`: `lead_frames` ahead of it leaves that many frame
+        # times for inference.
+        earliest = self._frame + max(1, self.lead_frames + extra_lead)
         previous_end: int | None = earliest
         for utterance in self._queue:
             if utterance.start is None:
@@ -172,6 +225,7 @@ class SpeechTimeline:
                 return
             if index == 0:
                 self.events.append(SpeechEvent("speech_start", head.id, frame))
+            head.forget_before(index)
             return
 
     def _delay_from(self, head: Utterance) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from inference_service.client import wait_until_serving
-from lipstream.lifecycle import stop_on_signals
+from lipstream.lifecycle import free_port, stop_on_signals
 from media_server.edge import Edge, EdgeSettings
 from signaling.app import create_app
 from signaling.config import EdgeConfig, load_edge_config
@@ -35,6 +35,10 @@ async def _warm_default_avatar(edge: Edge, name: str) -> None:
         await edge.load_avatar(name)
     except Exception as exc:  # noqa: BLE001 - a broken default avatar is reported per session too
         log.error("cannot load the default avatar '%s': %s", name, exc)
+    # Everything alive now (libraries, the avatar) lives as long as the process: keep it out
+    # of the collector, whose full passes over it otherwise stall every session at once.
+    gc.collect()
+    gc.freeze()
 
 
 async def run_edge(config: EdgeConfig, stop: asyncio.Event) -> None:
@@ -71,15 +75,9 @@ def _edge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _serve(args: argparse.Namespace) -> int:
     """Inference in its own process (its own GIL and cores), the edge in this one."""
-    inference_port = args.inference_port or _free_port()
+    inference_port = args.inference_port or free_port()
     config = _edge_config(args, [f"127.0.0.1:{inference_port}"])
     command = [sys.executable, "-m", "lipstream.cli", "--log-level", args.log_level, "inference",
                "--host", "127.0.0.1", "--port", str(inference_port)]

@@ -31,7 +31,8 @@ def tiny_models(tmp_path: Path) -> dict[str, Path]:
 
 def tiny_config(models: dict[str, Path], **sections: dict):
     models["broken"].write_bytes(b"this is not an onnx file")
-    specs = [tiny_spec("one", models["one"]), tiny_spec("one-alias", models["one"]),
+    rgb = tiny_spec("one-rgb", models["one"]).model_copy(update={"channel_order": "RGB"})
+    specs = [tiny_spec("one", models["one"]), tiny_spec("one-alias", models["one"]), rgb,
              tiny_spec("half", models["half"]), tiny_spec("big", models["big"]),
              tiny_spec("broken", models["broken"])]
     return make_config(specs, **sections)
@@ -100,6 +101,17 @@ async def test_infer_returns_model_output_in_requested_format(tiny_server) -> No
     got = np.frombuffer(second.mouth, np.uint8).reshape(TINY, TINY, 3)
     assert np.abs(got.astype(int) - expected_tiny(crop, 0.5, 0.25)).max() <= 1
     assert second.timings.compute_us > 0 and second.timings.batch_size >= 1
+
+
+async def test_rgb_model_round_trips_colours(tiny_server) -> None:
+    _, stub = tiny_server
+    bgr = np.zeros((TINY, TINY, 3), np.uint8)
+    bgr[..., 0] = 200  # blue
+    frame = pb.FrameRequest(frame_id=1, model="one-rgb", compact=pb.CompactInput(
+        crop=bgr.tobytes(), crop_format=pb.IMAGE_FORMAT_BGR24, audio=audio_bytes(AUDIO)))
+    reply = await stub.Infer(pb.InferRequest(frames=[frame]), timeout=5)
+    got = np.frombuffer(reply.results[0].mouth, np.uint8).reshape(TINY, TINY, 3)
+    assert np.abs(got.astype(int) - bgr).max() <= 1, "an identity RGB model must round-trip the colours"
 
 
 async def test_stream_keeps_order_and_batches_across_streams(tiny_server) -> None:

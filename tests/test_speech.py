@@ -9,10 +9,10 @@ from media_server.speech import CHUNK_SAMPLES, PLAYBACK_PER_FRAME, QueueFullErro
 
 
 def file_utterance(frames: int, level: int = 1000) -> Utterance:
-    windows = np.zeros((frames, 32, 16, 16), np.float32)
-    windows[:, 0, 0, 0] = np.arange(frames)  # frame i's window is recognisable
+    vectors = np.zeros((frames, 512), np.float32)
+    vectors[:, 0] = np.arange(frames)  # frame i's vector is recognisable
     playback = np.full(frames * PLAYBACK_PER_FRAME, level, np.int16)
-    return Utterance.from_file(windows, playback, frames * 640)
+    return Utterance.from_file(vectors, playback, frames * 640)
 
 
 def index_at(timeline: SpeechTimeline, frame: int) -> int | None:
@@ -25,25 +25,27 @@ def test_file_utterances_play_back_to_back_after_the_lead() -> None:
     first, second = file_utterance(5), file_utterance(4, level=2000)
     timeline.add(first)
     timeline.add(second)
-    assert first.start == 4 and second.start == 9
+    assert first.start == 3 and second.start == 8
     shown = []
     for frame in range(16):
         timeline.advance_to(frame)
         planned = timeline.plan(frame)
         shown.append(None if planned is None else (planned[0].id, planned[1]))
-    assert shown[:4] == [None] * 4
-    assert shown[4:9] == [(first.id, i) for i in range(5)]
-    assert shown[9:13] == [(second.id, i) for i in range(4)]
-    assert shown[13:] == [None] * 3
+    assert shown[:3] == [None] * 3
+    assert shown[3:8] == [(first.id, i) for i in range(5)]
+    centre = np.frombuffer(first.window(3), np.float16).reshape(16, 512)[8]
+    assert centre[0] == 3, "frame 3's window is centred on frame 3's vector"
+    assert shown[8:12] == [(second.id, i) for i in range(4)]
+    assert shown[12:] == [None] * 4
     kinds = [(e.kind, e.frame) for e in timeline.events]
-    assert kinds == [("speech_start", 4), ("speech_end", 9), ("speech_start", 9), ("speech_end", 13)]
+    assert kinds == [("speech_start", 3), ("speech_end", 8), ("speech_start", 8), ("speech_end", 12)]
 
 
 def test_audio_chunks_follow_the_same_frames() -> None:
     timeline = SpeechTimeline(lead_frames=1, max_queued=2)
-    timeline.add(file_utterance(3, level=1234))  # frames 2, 3, 4
+    timeline.add(file_utterance(3, level=1234))  # frames 1, 2, 3
     heard = [int(timeline.audio_chunk(chunk)[0]) for chunk in range(12)]
-    assert heard == [0] * 4 + [1234] * 6 + [0] * 2
+    assert heard == [0] * 2 + [1234] * 6 + [0] * 4
     assert all(timeline.audio_chunk(c).size == CHUNK_SAMPLES for c in range(12))
 
 
