@@ -63,7 +63,8 @@ class Batcher:
         self._config = config
         self._executor = executor
         self._queue: asyncio.Queue[PendingFrame] = asyncio.Queue(maxsize=config.queue_size)
-        self._slots = asyncio.Semaphore(config.workers)
+        self._free_workers = config.workers
+        self._worker_freed = asyncio.Event()
         self._on_batch = on_batch
         self._callers = callers
         self._inflight: set[asyncio.Task] = set()
@@ -76,8 +77,13 @@ class Batcher:
         """Queue one frame; the future resolves to (result, BatchTimings)."""
         future = asyncio.get_running_loop().create_future()
         expires = received + budget_s if budget_s else None
+        frame = PendingFrame(payload, received, expires, future)
+        if self._free_workers and self._queue.empty() and self._callers() <= 1:
+            self._free_workers -= 1  # nobody to batch with and a worker idle: run it now
+            self._start([frame])
+            return future
         try:
-            self._queue.put_nowait(PendingFrame(payload, received, expires, future))
+            self._queue.put_nowait(frame)
         except asyncio.QueueFull:
             raise QueueFullError(f"model '{self.name}' queue is full ({self._config.queue_size} frames)") from None
         return future
@@ -87,9 +93,12 @@ class Batcher:
         delay = self._config.max_queue_delay_us / 1e6
         loop = asyncio.get_running_loop()
         while True:
-            await self._slots.acquire()
             batch = [await self._queue.get()]
             window_ends = loop.time() + (delay if self._callers() > 1 else 0.0)
+            while not self._free_workers:  # frames arriving meanwhile join this batch
+                self._worker_freed.clear()
+                await self._worker_freed.wait()
+            self._free_workers -= 1
             while len(batch) < max_batch:
                 if not self._queue.empty():
                     batch.append(self._queue.get_nowait())
@@ -101,9 +110,12 @@ class Batcher:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
-            task = asyncio.create_task(self._run(batch))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            self._start(batch)
+
+    def _start(self, batch: list[PendingFrame]) -> None:
+        task = asyncio.create_task(self._run(batch))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     async def _run(self, batch: list[PendingFrame]) -> None:
         try:
@@ -139,7 +151,8 @@ class Batcher:
                     timings = BatchTimings(int((started - frame.received) * 1e6), compute_us, len(live))
                     frame.future.set_result((result, timings))
         finally:
-            self._slots.release()
+            self._free_workers += 1
+            self._worker_freed.set()
 
     async def close(self) -> None:
         self._collector.cancel()
