@@ -43,6 +43,7 @@ import aiohttp
 import cv2
 import grpc
 import numpy as np
+import psutil
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtp import RtcpSrPacket
 
@@ -432,7 +433,6 @@ class ProcessMeter:
     """CPU seconds and resident memory of the edge, the inference service and this (client) process."""
 
     def __init__(self, pids: dict[str, int]) -> None:
-        import psutil  # a test extra: importing this module (the CLI does) must not need it
 
         self._processes = {name: psutil.Process(pid) for name, pid in pids.items()}
 
