@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import threading
@@ -17,7 +16,7 @@ import pytest
 import yaml
 from skimage import data
 
-from media_server import avatar_cli
+from lipstream.cli import main
 from media_server.avatar import AvatarError, load_avatar
 from media_server.avatar_prepare import FaceTracker, face_track, mouth_box, prepare_avatar
 from media_server.compositor import make_crop
@@ -309,10 +308,8 @@ def test_store_load_errors_propagate_and_do_not_stick(tmp_path: Path) -> None:
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    avatar_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    """`lipstream ARGV` as the console script runs it."""
+    return main(argv)
 
 
 def test_cli_prepare_and_list(

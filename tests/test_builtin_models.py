@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from inference_service import builtin_models as bm
+from lipstream.cli import main
 
 CROP = 320
 MASK = (5, 5, 314, 309)  # x0, y0, x1, y1 of the zeroed rectangle in the masked copy
@@ -196,10 +196,8 @@ def test_unknown_name_raises_with_known_names(tmp_path: Path) -> None:
 
 
 def _cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    bm.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.handler(args)
+    """`lipstream ARGV` as the console script runs it."""
+    return main(argv)
 
 
 def test_cli_build_and_list(
