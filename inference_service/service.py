@@ -6,7 +6,7 @@ import asyncio
 import logging
 import platform
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -128,31 +128,65 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         for model in loaded.values():
             self.metrics.provider.labels(model.spec.id, model.shared.provider.in_use[0]).set(1)
 
+    def _failure(self, request: pb.FrameRequest, exc: BaseException) -> pb.FrameResult:
+        error = _as_frame_error(exc)
+        self.metrics.failures.labels(request.model, error.code.name).inc()
+        failure = pb.Error(code=error.code.value[0], message=str(error))
+        return pb.FrameResult(frame_id=request.frame_id, error=failure)
+
+    def _submit(self, model: LoadedModel, request: pb.FrameRequest, received: float,
+                budget_s: float | None) -> tuple[asyncio.Future, int]:
+        """Validate and queue one frame; returns the batcher's future and the output format."""
+        if request.budget_us:
+            frame_budget = request.budget_us / 1e6
+            budget_s = min(budget_s, frame_budget) if budget_s else frame_budget
+        kind = request.WhichOneof("input")
+        out_format = pb.IMAGE_FORMAT_UNSPECIFIED
+        if kind == "compact":
+            crop_format, out_format = validate_compact(model.spec, request.compact)
+            payload: Any = (request.compact.crop, crop_format, request.compact.audio, out_format)
+        elif kind == "raw":
+            payload = decode_raw(request.raw, model.shared.inputs)
+        else:
+            raise LayoutError("input: the frame carries neither a compact nor a raw input")
+        return self._batcher(model, kind).submit(payload, received, budget_s), out_format
+
+    async def _complete(self, request: pb.FrameRequest, model: LoadedModel, future: asyncio.Future,
+                        out_format: int, received: float) -> pb.FrameResult:
+        try:
+            output, timings = await future
+        except Exception as exc:  # noqa: BLE001 - every failure is reported on its frame
+            return self._failure(request, exc)
+        return self._result(request.frame_id, model, output, out_format, timings, received)
+
     async def process(self, request: pb.FrameRequest, received: float, budget_s: float | None) -> pb.FrameResult:
         """One frame to its result; never raises: failures become `FrameResult.error`."""
-        model_id = request.model
-        self.metrics.requests.labels(model_id).inc()
+        self.metrics.requests.labels(request.model).inc()
         try:
-            model = self.registry.peek(model_id) or await self.registry.get(model_id)
-            if request.budget_us:
-                frame_budget = request.budget_us / 1e6
-                budget_s = min(budget_s, frame_budget) if budget_s else frame_budget
-            kind = request.WhichOneof("input")
-            out_format = pb.IMAGE_FORMAT_UNSPECIFIED
-            if kind == "compact":
-                crop_format, out_format = validate_compact(model.spec, request.compact)
-                payload: Any = (request.compact.crop, crop_format, request.compact.audio, out_format)
-            elif kind == "raw":
-                payload = decode_raw(request.raw, model.shared.inputs)
-            else:
-                raise LayoutError("input: the frame carries neither a compact nor a raw input")
-            output, timings = await self._batcher(model, kind).submit(payload, received, budget_s)
+            model = self.registry.peek(request.model) or await self.registry.get(request.model)
+            future, out_format = self._submit(model, request, received, budget_s)
         except Exception as exc:  # noqa: BLE001 - every failure is reported on its frame
-            error = _as_frame_error(exc)
-            self.metrics.failures.labels(model_id, error.code.name).inc()
-            failure = pb.Error(code=error.code.value[0], message=str(error))
-            return pb.FrameResult(frame_id=request.frame_id, error=failure)
-        return self._result(request.frame_id, model, output, out_format, timings, received)
+            return self._failure(request, exc)
+        return await self._complete(request, model, future, out_format, received)
+
+    def begin(self, request: pb.FrameRequest, received: float, budget_s: float | None) -> Awaitable[pb.FrameResult]:
+        """Queue a frame now, in arrival order; the awaitable finishes it.
+
+        With its model loaded the frame is submitted here and the caller awaits a plain
+        coroutine (no task, no extra trip through the event loop); only a frame whose
+        model must be loaded first gets a task of its own.
+        """
+        model = self.registry.peek(request.model)
+        if model is None:
+            return asyncio.ensure_future(self.process(request, received, budget_s))
+        self.metrics.requests.labels(request.model).inc()
+        try:
+            future, out_format = self._submit(model, request, received, budget_s)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported on its frame
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(self._failure(request, exc))
+            return done
+        return self._complete(request, model, future, out_format, received)
 
     def _result(self, frame_id: int, model: LoadedModel, output: Any, out_format: int,
                 timings: BatchTimings, received: float) -> pb.FrameResult:
@@ -175,31 +209,27 @@ class LipSyncService(pb_grpc.LipSyncServicer):
     # -- RPCs ---------------------------------------------------------------
     async def StreamInfer(self, request_iterator: AsyncIterator[pb.FrameRequest],
                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.FrameResult]:
-        pending: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(STREAM_INFLIGHT)
+        pending: asyncio.Queue[Awaitable[pb.FrameResult] | None] = asyncio.Queue(STREAM_INFLIGHT)
         budget = context.time_remaining()
 
         async def read() -> None:
             try:
                 async for request in request_iterator:
-                    received = time.perf_counter()
-                    task = asyncio.create_task(self.process(request, received, budget))
-                    await pending.put(task)
+                    await pending.put(self.begin(request, time.perf_counter(), budget))
             finally:
                 await pending.put(None)
 
         reader = asyncio.create_task(read())
         self._callers += 1
         try:
-            while (task := await pending.get()) is not None:
-                yield await task
+            while (result := await pending.get()) is not None:
+                yield await result
             await reader  # surfaces a broken request stream
         finally:
             self._callers -= 1
             reader.cancel()
             while not pending.empty():
-                leftover = pending.get_nowait()
-                if leftover is not None:
-                    leftover.cancel()
+                _discard(pending.get_nowait())
 
     async def Infer(self, request: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
         received = time.perf_counter()
@@ -292,3 +322,11 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         await asyncio.gather(*self._retired, return_exceptions=True)
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._loader.shutdown(wait=True, cancel_futures=True)
+
+
+def _discard(awaitable: Awaitable | None) -> None:
+    """A result nobody will send: cancel its task, or close its never-started coroutine."""
+    if asyncio.iscoroutine(awaitable):
+        awaitable.close()
+    elif isinstance(awaitable, asyncio.Future):
+        awaitable.cancel()
