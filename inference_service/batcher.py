@@ -35,6 +35,10 @@ class FrameExpiredError(RuntimeError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class BatcherClosedError(RuntimeError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 @dataclass
 class BatchTimings:
     queue_us: int
@@ -160,4 +164,5 @@ class Batcher:
         while not self._queue.empty():
             frame = self._queue.get_nowait()
             if not frame.future.done():
-                frame.future.set_exception(grpc.RpcError("server shutting down"))
+                closed = BatcherClosedError(f"model '{self.name}' was unloaded or the server is stopping")
+                frame.future.set_exception(closed)

@@ -26,6 +26,9 @@ from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 
+STALL_TIMEOUT_S = 1.0  # a frame unanswered this long means the server hangs
+
+
 class InferenceUnavailable(RuntimeError):
     """No server answered; the caller should degrade (idle frames) and try later."""
 
@@ -116,6 +119,9 @@ class InferenceClient:
             ("grpc.initial_reconnect_backoff_ms", int(backoff_initial_s * 1000)),
             ("grpc.max_reconnect_backoff_ms", int(backoff_max_s * 1000)),
             ("grpc.enable_retries", 1),
+            # Notice a dead peer that keeps the TCP connection (no RST) while streams are open.
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
         ])
         self.stub = pb_grpc.LipSyncStub(self._channel)
         self._backoff = (backoff_initial_s, backoff_max_s)
@@ -159,7 +165,7 @@ class FrameStream:
         self._backoff = backoff
         self._call: grpc.aio.StreamStreamCall | None = None
         self._reader: asyncio.Task | None = None
-        self._pending: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
+        self._pending: collections.deque[tuple[int, asyncio.Future, float]] = collections.deque()
         self._closed = False
 
     @property
@@ -184,16 +190,20 @@ class FrameStream:
         """
         if self._closed:
             raise InferenceUnavailable("stream closed")
+        call = self._call
+        if call is not None and self._pending and time.monotonic() - self._pending[0][2] > STALL_TIMEOUT_S:
+            # Connected but silent (a hung server): give up on it, so round_robin picks another.
+            self._broken(call, InferenceUnavailable(f"no answer for {STALL_TIMEOUT_S:g} s"))
+            call = None
         if len(self._pending) >= self._max_inflight:
             raise InferenceUnavailable(f"{self._max_inflight} frames already in flight")
-        call = self._call
         if call is None:
             if not self._backoff.ready():
                 raise InferenceUnavailable("inference reconnect backoff")
             call = self._open()
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
-        self._pending.append((request.frame_id, future))
+        self._pending.append((request.frame_id, future, time.monotonic()))
         try:
             await call.write(request)
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
@@ -206,7 +216,7 @@ class FrameStream:
                 if not self._pending:
                     log.warning("inference result %d with no frame pending", result.frame_id)
                     continue
-                frame_id, future = self._pending.popleft()
+                frame_id, future, _ = self._pending.popleft()
                 if result.frame_id != frame_id:
                     raise RuntimeError(f"inference results out of order: got {result.frame_id}, expected {frame_id}")
                 self._backoff.succeeded()
@@ -232,7 +242,7 @@ class FrameStream:
             log.warning("inference stream lost: %s", _describe(exc))
         error = InferenceUnavailable(f"inference stream lost: {_describe(exc)}")
         while self._pending:
-            _, future = self._pending.popleft()
+            _, future, _ = self._pending.popleft()
             if not future.done():
                 future.set_exception(error)
 

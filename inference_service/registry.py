@@ -165,14 +165,14 @@ class ModelRegistry:
         if shared is None:
             started = time.perf_counter()
             shared = await loop.run_in_executor(self._executor, self._open, spec)
-            self._make_room(shared.memory_bytes)
-            self._sessions[shared.path] = shared
             log.info("loaded model %s from %s on %s in %.0f ms", spec.id, shared.path,
                      shared.provider.in_use[0], (time.perf_counter() - started) * 1000)
         else:
             log.info("model %s shares the session of %s", spec.id, shared.path)
-        self._make_room(0, extra_models=1)
+        # Claim the session before making room, so evicting its other users cannot drop it.
         shared.users.add(spec.id)
+        self._sessions[shared.path] = shared
+        self._make_room()
         model = LoadedModel(spec, shared, CompactLayout(spec), time.time())
         self._loaded[spec.id] = model
         self._notify()
@@ -189,13 +189,11 @@ class ModelRegistry:
     def memory_bytes(self) -> int:
         return sum(shared.memory_bytes for shared in self._sessions.values())
 
-    def _make_room(self, new_bytes: int, extra_models: int = 0) -> None:
+    def _make_room(self) -> None:
+        """Evict least recently used models until one more fits (the one being loaded is not yet listed)."""
         limits = self._config.registry
         budget = int(limits.max_memory_mb * 1024 * 1024)
-        while self._loaded and (
-            len(self._loaded) + extra_models > limits.max_models
-            or self.memory_bytes() + new_bytes > budget
-        ):
+        while self._loaded and (len(self._loaded) + 1 > limits.max_models or self.memory_bytes() > budget):
             victim = next(iter(self._loaded))
             log.info("evicting model %s (least recently used)", victim)
             self._drop(victim)

@@ -39,6 +39,7 @@ class InferenceServer:
         self._server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),  # clients' keepalive
         ])
         pb_grpc.add_LipSyncServicer_to_server(self.service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -57,9 +58,10 @@ class InferenceServer:
     async def start(self) -> None:
         await self._set_health(NOT_SERVING)
         server = self.config.server
-        self.port = self._server.add_insecure_port(f"{server.host}:{server.port}")
-        if self.port == 0:
-            raise OSError(f"cannot listen on {server.host}:{server.port}")
+        try:
+            self.port = self._server.add_insecure_port(f"{server.host}:{server.port}")
+        except RuntimeError as exc:  # grpc's way of saying the address is taken or invalid
+            raise OSError(f"cannot listen on {server.host}:{server.port} (in use?)") from exc
         await self._server.start()
         if server.metrics_port is not None:
             self._metrics_http, _ = start_http_server(server.metrics_port, registry=self.metrics.registry)

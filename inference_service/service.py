@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 
 import lipstream
-from inference_service.batcher import Batcher, BatchTimings, FrameExpiredError, QueueFullError
+from inference_service.batcher import Batcher, BatchTimings
 from inference_service.config import InferenceConfig
 from inference_service.layout import LayoutError, validate_compact
 from inference_service.metrics import InferenceMetrics
@@ -47,7 +47,7 @@ def _as_frame_error(exc: BaseException) -> FrameError:
         return FrameError(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     if isinstance(exc, LayoutError):
         return FrameError(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    if isinstance(exc, (QueueFullError, FrameExpiredError)):
+    if isinstance(getattr(exc, "code", None), grpc.StatusCode):  # the batcher's own errors
         return FrameError(exc.code, str(exc))
     log.error("frame failed", exc_info=exc)
     return FrameError(grpc.StatusCode.INTERNAL, f"internal error: {exc}")

@@ -113,11 +113,14 @@ def decode_audio(data: bytes, sample_rate: int = SPEECH_RATE, max_seconds: float
             raise AudioDecodeError("no audio stream")
         stream = container.streams.audio[0]
         resampler = _mono_resampler("flt", sample_rate)
-        for part in _resample_all(resampler, _decoded_frames(container, stream)):
-            parts.append(part)
-            total += part.size
-            if limit is not None and total > limit:
-                raise AudioTooLongError(f"audio is longer than the {max_seconds:g} s limit")
+        try:
+            for part in _resample_all(resampler, _decoded_frames(container, stream)):
+                parts.append(part)
+                total += part.size
+                if limit is not None and total > limit:
+                    raise AudioTooLongError(f"audio is longer than the {max_seconds:g} s limit")
+        except av.FFmpegError as exc:  # e.g. a channel layout the resampler cannot mix down
+            raise AudioDecodeError(exc.strerror or str(exc)) from exc
     if total == 0:
         raise AudioDecodeError("the audio stream holds no samples")
     samples = _concat(parts, np.float32)

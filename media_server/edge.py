@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +35,17 @@ from protos.lipsync.v1 import lipsync_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+SESSION_FPS = 25  # the A/V clock, the audio features and the pts all assume 25 fps
+SPEECH_WORKERS = 2
 AVATAR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class AvatarNotFound(LookupError):
     pass
+
+
+class AvatarUnusable(ValueError):
+    """The avatar exists but sessions cannot play it (e.g. not 25 fps)."""
 
 
 class BadOffer(ValueError):
@@ -69,6 +76,10 @@ class Edge:
                                          backoff_initial_s=inference.backoff_initial_s,
                                          backoff_max_s=inference.backoff_max_s)
         self.sessions: dict[str, Session] = {}
+        self._starting = 0  # sessions being negotiated: they count against the limit too
+        # Speech decoding and features for every session: bounded, and apart from the
+        # default executor that aiortc uses to encode every session's audio.
+        self.speech_executor = ThreadPoolExecutor(SPEECH_WORKERS, thread_name_prefix="speech")
         self._peers: dict[str, RTCPeerConnection] = {}
         self._lookahead: dict[str, int] = {}
         self.metrics = EdgeMetrics()
@@ -94,7 +105,11 @@ class Edge:
             directory = self.avatar_root() / name
             if not (directory / "avatar.yaml").is_file():
                 raise AvatarNotFound(f"no such avatar '{name}'")
-        return await loop.run_in_executor(None, self.store.get, directory)
+        avatar = await loop.run_in_executor(None, self.store.get, directory)
+        if avatar.fps != SESSION_FPS:
+            raise AvatarUnusable(f"avatar '{name}' is {avatar.fps} fps; sessions run at {SESSION_FPS} fps "
+                                 f"(prepare it with --fps {SESSION_FPS})")
+        return avatar
 
     async def lookahead_frames(self, model_id: str) -> int:
         """The model's declared audio look-ahead, from the inference tier (cached)."""
@@ -114,16 +129,23 @@ class Edge:
     # -- sessions -----------------------------------------------------------------
     async def create_session(self, offer_sdp: str, avatar_name: str) -> tuple[Session, str]:
         limit = self.settings.sessions.max_sessions
-        if len(self.sessions) >= limit:
+        if len(self.sessions) + self._starting >= limit:
             raise SessionLimit(f"server full: {limit} sessions")
         if "m=" not in offer_sdp or not offer_sdp.lstrip().startswith("v="):
             raise BadOffer("the offer is not an SDP description")
+        self._starting += 1
+        try:
+            return await self._start_session(offer_sdp, avatar_name)
+        finally:
+            self._starting -= 1
+
+    async def _start_session(self, offer_sdp: str, avatar_name: str) -> tuple[Session, str]:
         avatar = await self.load_avatar(avatar_name)
         session_id = secrets.token_urlsafe(16)
         session = Session(
             session_id, secrets.token_urlsafe(24), avatar, avatar.model,
             await self.lookahead_frames(avatar.model), self.inference, self.extractor,
-            self.settings.sessions, self.settings.video, self.metrics,
+            self.settings.sessions, self.settings.video, self.metrics, self.speech_executor,
         )
         servers = [RTCIceServer(url) for url in self.settings.ice_servers]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
@@ -219,12 +241,13 @@ class Edge:
             return False
         self.metrics.sessions.set(len(self.sessions))
         log.info("session %s closed", session_id[:8])
-        await session.close()
-        if pc is not None:
+        if pc is not None:  # first, so the tracks stop pulling frames from the session
             await pc.close()
+        await session.close()
         return True
 
     async def close(self) -> None:
         await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)))
         await self.inference.close()
+        self.speech_executor.shutdown(wait=False, cancel_futures=True)
 

@@ -13,7 +13,9 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError
 
+from media_server.audio import AudioTooLongError
 from media_server.session import LiveFeed, Session
+from media_server.speech import QueueFullError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,11 @@ async def echo_microphone(session: Session, track) -> None:
                     continue
                 feed = session.live_feed(frame.sample_rate, "s16le", channels)
             quiet_s = quiet_s + seconds if level < SPEECH_RMS else 0.0
-            await feed.push(data)
+            try:
+                await feed.push(data)
+            except (QueueFullError, AudioTooLongError) as exc:  # this utterance is lost; keep listening
+                log.warning("session %s: microphone speech dropped: %s", session.id[:8], exc)
+                quiet_s = SILENCE_TO_END_S
             if quiet_s >= SILENCE_TO_END_S:
                 await feed.end()
                 feed, quiet_s = None, 0.0

@@ -16,20 +16,28 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import av
 import numpy as np
+from aiortc.mediastreams import MediaStreamError
 
 from inference_service.client import FrameStream, InferenceClient, InferenceUnavailable
-from media_server.audio import PcmResampler, PlaybackChunker, decode_audio, to_playback_frames
+from media_server.audio import AudioTooLongError, PcmResampler, PlaybackChunker, decode_audio, to_playback_frames
 from media_server.compositor import composite
 from media_server.config import SessionConfig, VideoConfig
 from media_server.encoder import H264Encoder
 from media_server.features import SAMPLE_RATE, FeatureExtractor, IncrementalFeatures
 from media_server.frame_store import LoadedAvatar
-from media_server.speech import CHUNK_SAMPLES, PLAYBACK_RATE, SpeechEvent, SpeechTimeline, Utterance
+from media_server.speech import (
+    CHUNK_SAMPLES,
+    PLAYBACK_RATE,
+    QueueFullError,
+    SpeechEvent,
+    SpeechTimeline,
+    Utterance,
+)
 from media_server.stats import EdgeMetrics, SessionStats
 from protos.lipsync.v1 import lipsync_pb2 as pb
 
@@ -52,8 +60,13 @@ def crop_bytes(avatar: LoadedAvatar) -> list[bytes]:
     return cached
 
 
+class SpeechInterrupted(RuntimeError):
+    """An interrupt came while the speech was still being decoded: it will not play."""
+
+
 @dataclass
 class PendingMouth:
+    frame: int
     future: asyncio.Future
     sent: float
     arrived: float = 0.0
@@ -75,6 +88,7 @@ class Session:
         config: SessionConfig,
         video: VideoConfig,
         metrics: EdgeMetrics | None = None,
+        speech_executor: Executor | None = None,
     ) -> None:
         self.id = session_id
         self.token = token
@@ -100,7 +114,12 @@ class Session:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"session-{session_id[:8]}")
         self._encoder = H264Encoder(avatar.width, avatar.height, avatar.fps, video)
         self._tasks: set[asyncio.Task] = set()
+        self._speech_executor = speech_executor
+        self._decode_lock = asyncio.Lock()
+        self._decoding = 0  # uploads accepted but not yet queued: they count against the queue
+        self._interrupts = 0
         self.closed = False
+        self.ended = asyncio.Event()
 
     # -- clock ----------------------------------------------------------------
     def _clock(self) -> float:
@@ -117,12 +136,15 @@ class Session:
 
     # -- video ----------------------------------------------------------------
     async def next_video_packet(self) -> av.Packet:
+        if self.closed:
+            raise MediaStreamError
         t0 = self._clock()
         n = self._video_frame
         behind = int((self._loop.time() - (t0 + n / self._fps)) * self._fps)
         if behind > MAX_BEHIND_FRAMES:
             n += behind
             self.stats.skipped(behind)
+            self._drop_pending_before(n)
         self._video_frame = n + 1
         due = t0 + n / self._fps
         self.timeline.advance_to(n)
@@ -136,6 +158,10 @@ class Session:
             await asyncio.sleep(delay)
         self.stats.frame_sent(self._loop.time())
         return packet
+
+    def _drop_pending_before(self, frame: int) -> None:
+        for key in [key for key, pending in self._pending.items() if pending.frame < frame]:
+            self._pending.pop(key).future.cancel()
 
     def _deadline(self, frame: int) -> float:
         return self._clock() + frame / self._fps - RENDER_MARGIN_S
@@ -165,7 +191,7 @@ class Session:
                 future = await self._stream.submit(request)
             except InferenceUnavailable:
                 return  # degrade to idle frames; the stream reconnects with backoff
-            pending = PendingMouth(future, time.perf_counter())
+            pending = PendingMouth(frame, future, time.perf_counter())
             future.add_done_callback(pending.on_done)
             self._pending[key] = pending
 
@@ -205,6 +231,8 @@ class Session:
 
     # -- audio ----------------------------------------------------------------
     async def next_audio_frame(self) -> av.AudioFrame:
+        if self.closed:
+            raise MediaStreamError
         t0 = self._clock()
         k = self._audio_chunk
         behind = int((self._loop.time() - (t0 + k * CHUNK_SECONDS)) / CHUNK_SECONDS)
@@ -225,12 +253,27 @@ class Session:
 
     # -- speech ---------------------------------------------------------------
     async def speak(self, data: bytes) -> Utterance:
-        """An audio file (any format FFmpeg reads), queued after what is playing."""
-        samples = await self._loop.run_in_executor(
-            None, decode_audio, data, SAMPLE_RATE, self.config.max_speech_seconds)
-        started = time.perf_counter()
-        vectors, playback = await self._loop.run_in_executor(None, self._file_features, samples)
+        """An audio file (any format FFmpeg reads), queued after what is playing.
+
+        The queue is checked before any decoding, uploads of one session are decoded one
+        at a time, and an interrupt during decoding means the file never plays.
+        """
+        if not self.timeline.has_room(self._decoding):
+            raise QueueFullError(f"{self.timeline.max_queued} utterances already queued")
+        interrupts = self._interrupts
+        self._decoding += 1
+        try:
+            async with self._decode_lock:
+                samples = await self._loop.run_in_executor(
+                    self._speech_executor, decode_audio, data, SAMPLE_RATE, self.config.max_speech_seconds)
+                started = time.perf_counter()
+                vectors, playback = await self._loop.run_in_executor(
+                    self._speech_executor, self._file_features, samples)
+        finally:
+            self._decoding -= 1
         self.stats.record("features", (time.perf_counter() - started) * 1000 / max(1, len(vectors)))
+        if self._interrupts != interrupts or self.closed:
+            raise SpeechInterrupted("interrupted before it could start")
         utterance = Utterance.from_file(vectors, playback, samples.size)
         self.queue_utterance(utterance)
         return utterance
@@ -249,6 +292,7 @@ class Session:
         return LiveFeed(self, sample_rate, sample_format, channels)
 
     def interrupt(self) -> int:
+        self._interrupts += 1
         dropped = self.timeline.interrupt()
         for pending in self._pending.values():
             pending.future.cancel()
@@ -288,6 +332,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        self.ended.set()
         self.interrupt()
         for task in list(self._tasks):
             task.cancel()
@@ -301,6 +346,9 @@ class LiveFeed:
 
     def __init__(self, session: Session, sample_rate: int, sample_format: str, channels: int) -> None:
         self._session = session
+        self._executor = session._speech_executor
+        self._max_frames = int(session.config.max_speech_seconds * session.avatar.fps)
+        self._ahead_frames = int(session.config.live_buffer_seconds * session.avatar.fps)
         self._resampler = PcmResampler(sample_rate, SAMPLE_RATE, sample_format, channels)
         self._features = IncrementalFeatures(session.extractor, session.lookahead_frames)
         self._chunker = PlaybackChunker()
@@ -323,18 +371,35 @@ class LiveFeed:
         return windows, (np.concatenate(playback) if playback else np.zeros(0, np.int16))
 
     async def push(self, chunk: bytes) -> None:
+        """Add audio; waits while the feed is `live_buffer_seconds` ahead of playback.
+
+        Raises AudioTooLongError past `max_speech_seconds`; after an interrupt the rest of
+        the utterance is dropped until `end()`.
+        """
         session = self._session
-        windows, playback, count = await asyncio.get_running_loop().run_in_executor(None, self._ingest, chunk)
+        if self.utterance is not None and self.utterance.dropped:
+            return
+        if self.utterance is None and not session.timeline.has_room():
+            raise QueueFullError(f"{session.timeline.max_queued} utterances already queued")
+        loop = asyncio.get_running_loop()
+        windows, playback, count = await loop.run_in_executor(self._executor, self._ingest, chunk)
         if self.utterance is None:
             utterance = Utterance("live")
             session.queue_utterance(utterance, extra_lead=session.lookahead_frames)
             self.utterance = utterance
-        self.utterance.add_live(windows, playback, count)
+        utterance = self.utterance
+        if utterance.dropped:
+            return
+        utterance.add_live(windows, playback, count)
+        if utterance.received > self._max_frames:
+            raise AudioTooLongError(f"live speech is longer than the {session.config.max_speech_seconds:g} s limit")
+        while utterance.received - utterance.shown > self._ahead_frames and not utterance.dropped:
+            await utterance.played_more()
 
     async def end(self) -> Utterance | None:
         """End of the utterance; the next push starts a new one."""
         utterance, self.utterance = self.utterance, None
-        windows, playback = await asyncio.get_running_loop().run_in_executor(None, self._drain)
+        windows, playback = await asyncio.get_running_loop().run_in_executor(self._executor, self._drain)
         if utterance is not None:
             utterance.finish(windows, playback)
             self._session.timeline.finished_live()

@@ -13,6 +13,7 @@ shift together, so they never drift apart.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
@@ -76,9 +77,12 @@ class Utterance:
     finished: bool = False
     start: int | None = None  # session video frame of its first frame
     received: int = 0  # frames whose window is available
+    shown: int = 0  # frames already played
+    dropped: bool = False  # interrupted: nothing more of it will play
     playback: PlaybackBuffer = field(default_factory=PlaybackBuffer)
     _file_windows: np.ndarray | None = None
     _live_windows: dict[int, np.ndarray] = field(default_factory=dict)
+    _progress: asyncio.Future | None = None
 
     @classmethod
     def from_file(cls, vectors: np.ndarray, playback: np.ndarray, samples_16k: int) -> Utterance:
@@ -111,6 +115,25 @@ class Utterance:
         """Live windows of frames already shown are never needed again."""
         for old in [key for key in self._live_windows if key < index]:
             del self._live_windows[old]
+        if index > self.shown:
+            self.shown = index
+            self._wake()
+
+    def drop(self) -> None:
+        self.dropped = True
+        self._live_windows.clear()
+        self._wake()
+
+    async def played_more(self) -> None:
+        """Wait until more of it has played (or it was dropped): back-pressure for a live feed."""
+        if self._progress is None:
+            self._progress = asyncio.get_running_loop().create_future()
+        await self._progress
+
+    def _wake(self) -> None:
+        if self._progress is not None and not self._progress.done():
+            self._progress.set_result(None)
+        self._progress = None
 
     def add_live(self, windows: list[np.ndarray], playback: np.ndarray, samples_16k: int) -> None:
         for window in windows:
@@ -166,6 +189,9 @@ class SpeechTimeline:
         head = self._queue[0] if self._queue else None
         return head is not None and head.start is not None and head.start <= self._frame
 
+    def has_room(self, pending: int = 0) -> bool:
+        return len(self._queue) + pending < self.max_queued
+
     def queued_seconds(self) -> float:
         return sum(u.seconds for u in self._queue)
 
@@ -194,6 +220,7 @@ class SpeechTimeline:
         dropped = list(self._queue)
         self._queue.clear()
         for utterance in dropped:
+            utterance.drop()
             self.events.append(SpeechEvent("interrupted", utterance.id, self._frame))
         return dropped
 

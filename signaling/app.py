@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -13,8 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lipstream.paths import data_dir
 from media_server.audio import AudioDecodeError, AudioTooLongError
-from media_server.edge import AvatarNotFound, BadOffer, Edge, SessionLimit
-from media_server.session import Session
+from media_server.edge import AvatarNotFound, AvatarUnusable, BadOffer, Edge, SessionLimit
+from media_server.session import Session, SpeechInterrupted
 from media_server.speech import QueueFullError
 from signaling.config import EdgeConfig
 
@@ -82,7 +83,6 @@ def _session(request: web.Request) -> Session:
 
 
 async def _create(request: web.Request, sdp: str, avatar: str) -> tuple[Session, str]:
-    _check_api_key(request)
     try:
         return await request.app[EDGE_KEY].create_session(sdp, avatar)
     except SessionLimit as exc:
@@ -90,12 +90,15 @@ async def _create(request: web.Request, sdp: str, avatar: str) -> tuple[Session,
                      {"Retry-After": str(RETRY_AFTER_S)}) from exc
     except AvatarNotFound as exc:
         raise _error(web.HTTPNotFound, str(exc)) from exc
+    except AvatarUnusable as exc:
+        raise _error(web.HTTPUnprocessableEntity, str(exc)) from exc
     except BadOffer as exc:
         raise _error(web.HTTPBadRequest, str(exc)) from exc
 
 
 # -- SDP exchange -------------------------------------------------------------------
 async def offer(request: web.Request) -> web.Response:
+    _check_api_key(request)  # before reading any body
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -110,6 +113,7 @@ async def offer(request: web.Request) -> web.Response:
 
 
 async def whep_create(request: web.Request) -> web.Response:
+    _check_api_key(request)
     if request.content_type != "application/sdp":
         raise _error(web.HTTPUnsupportedMediaType, "WHEP offers must be Content-Type: application/sdp")
     sdp = await request.text()
@@ -158,7 +162,10 @@ async def whep_patch(request: web.Request) -> web.Response:
             except (ValueError, IndexError) as exc:
                 raise _error(web.HTTPBadRequest, f"bad candidate line: {line}") from exc
             candidate.sdpMid = mid
-            await pc.addIceCandidate(candidate)
+            try:
+                await pc.addIceCandidate(candidate)
+            except ValueError as exc:
+                raise _error(web.HTTPBadRequest, f"cannot add the candidate: {exc}") from exc
             added += 1
     return web.Response(status=204, headers={"X-Candidates-Added": str(added)})
 
@@ -213,6 +220,8 @@ async def speech(request: web.Request) -> web.Response:
         raise _error(web.HTTPUnprocessableEntity, str(exc)) from exc
     except QueueFullError as exc:
         raise _error(web.HTTPTooManyRequests, str(exc)) from exc
+    except SpeechInterrupted as exc:
+        raise _error(web.HTTPConflict, str(exc)) from exc
     return web.json_response(status=202, data={
         "utterance": utterance.id, "seconds": round(utterance.seconds, 3), "frames": utterance.frames,
         "starts_at_frame": utterance.start, "queued_seconds": round(session.timeline.queued_seconds(), 3),
@@ -226,6 +235,12 @@ async def live_stream(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=limit, heartbeat=20)
     await ws.prepare(request)
     feed = None
+
+    async def close_with_session() -> None:
+        await session.ended.wait()
+        await ws.close(message=b"session ended")
+
+    watcher = asyncio.create_task(close_with_session())
     try:
         async for message in ws:
             if message.type == WSMsgType.TEXT:
@@ -255,8 +270,13 @@ async def live_stream(request: web.Request) -> web.WebSocketResponse:
                     await feed.push(message.data)
                 except QueueFullError as exc:
                     await ws.send_json({"type": "error", "message": str(exc)})
+                except AudioTooLongError as exc:
+                    await ws.send_json({"type": "error", "message": str(exc)})
+                    await ws.close()
+                    break
     finally:
-        if feed is not None and feed.active:
+        watcher.cancel()
+        if feed is not None and feed.active and not session.closed:
             await feed.end()
     return ws
 

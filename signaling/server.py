@@ -7,7 +7,6 @@ import asyncio
 import gc
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -85,29 +84,37 @@ def _serve(args: argparse.Namespace) -> int:
         command += ["--config", str(args.inference_config)]
     if args.metrics_port is not None:
         command += ["--metrics-port", str(args.metrics_port)]
-    child = subprocess.Popen(command, env=dict(os.environ))
 
-    async def main() -> None:
+    async def main() -> int:
         stop = stop_on_signals()
-        waiter = asyncio.create_task(wait_until_serving(f"127.0.0.1:{inference_port}", INFERENCE_START_TIMEOUT_S))
-        stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if stop.is_set():
-            waiter.cancel()
-            return
-        stopper.cancel()
-        waiter.result()
-        await run_edge(config, stop)
-
-    try:
-        asyncio.run(main())
-    finally:
-        child.terminate()
+        child = await asyncio.create_subprocess_exec(*command, env=dict(os.environ))
         try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    return 0
+            ready = asyncio.create_task(
+                wait_until_serving(f"127.0.0.1:{inference_port}", INFERENCE_START_TIMEOUT_S))
+            exited = asyncio.create_task(child.wait())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({ready, exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (ready, exited, stopped):
+                if not task.done():
+                    task.cancel()
+            if stopped.done():
+                return 0
+            if exited.done():
+                log.error("the inference service exited during start-up (exit code %s)", child.returncode)
+                return 1
+            ready.result()
+            await run_edge(config, stop)
+            return 0
+        finally:
+            if child.returncode is None:
+                child.terminate()
+                try:
+                    await asyncio.wait_for(child.wait(), 10)
+                except TimeoutError:
+                    child.kill()
+                    await child.wait()
+
+    return asyncio.run(main())
 
 
 def _add_edge_arguments(parser: argparse.ArgumentParser) -> None:

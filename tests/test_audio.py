@@ -241,3 +241,16 @@ def test_playback_tone_level_and_restart() -> None:
 def test_playback_rejects_non_mono() -> None:
     with pytest.raises(ValueError, match="1-D mono"):
         PlaybackChunker().push(np.zeros((2, 100), np.float32))
+
+
+def test_channel_layout_the_resampler_cannot_mix_is_a_decode_error() -> None:
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:  # a valid WAV with 64 channels
+        writer.setnchannels(64)
+        writer.setsampwidth(2)
+        writer.setframerate(16000)
+        writer.writeframes(bytes(64 * 2 * 1600))
+    with pytest.raises(AudioDecodeError):
+        decode_audio(buffer.getvalue())

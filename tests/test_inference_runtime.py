@@ -17,6 +17,7 @@ from inference_service.registry import ModelRegistry
 from inference_service.server import InferenceServer
 from inference_service.service import LipSyncService
 from protos import generate
+from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
 
 AUDIO = (2, 4)
 
@@ -122,3 +123,43 @@ async def test_client_spreads_streams_and_survives_a_dead_server(tmp_path: Path)
         await client.close()
         await second.stop()
         await first.stop()
+
+
+class _SilentServer(pb_grpc.LipSyncServicer):
+    """A server that hangs: it takes frames and never answers, keeping the connection up."""
+
+    async def StreamInfer(self, request_iterator, context):  # noqa: N802 - gRPC's name
+        async for _ in request_iterator:
+            pass
+        if False:  # an async generator that never yields
+            yield
+
+
+async def test_hung_server_is_given_up_for_a_live_one(tmp_path: Path) -> None:
+    hung = grpc.aio.server()
+    pb_grpc.add_LipSyncServicer_to_server(_SilentServer(), hung)
+    hung_port = hung.add_insecure_port("127.0.0.1:0")
+    await hung.start()
+    config = make_config([tiny_spec("one", write_tiny_model(tmp_path / "one.onnx"))], registry={"preload": ["one"]})
+    async with InferenceServer(config) as live:
+        client = InferenceClient([f"127.0.0.1:{hung_port}", f"127.0.0.1:{live.port}"], backoff_initial_s=0.01)
+        streams = [client.open_stream() for _ in range(2)]
+        try:
+            answered = [0, 0]  # round_robin puts one of the two streams on the hung server
+            for frame_id in range(60):
+                for index, stream in enumerate(streams):
+                    try:
+                        future = await stream.submit(compact_frame(frame_id, "one", TINY, AUDIO))
+                        await asyncio.wait_for(asyncio.shield(future), 0.1)
+                        answered[index] += 1
+                    except (InferenceUnavailable, TimeoutError):
+                        pass
+                if min(answered) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert min(answered) >= 2, f"a stream stayed on the hung server: answers per stream {answered}"
+        finally:
+            for stream in streams:
+                await stream.close()
+            await client.close()
+            await hung.stop(0)

@@ -282,3 +282,22 @@ async def test_server_info_and_metrics_endpoint(tiny_server) -> None:
     assert 'lipstream_inference_frames_total{model="one"} 1.0' in body
     assert 'lipstream_inference_provider{model="one",provider="CPUExecutionProvider"} 1.0' in body
     assert "lipstream_inference_latency_seconds_bucket" in body
+
+
+async def test_evicting_the_other_user_of_a_file_keeps_its_shared_session(tiny_models) -> None:
+    server, channel, stub = await running(tiny_config(tiny_models, registry={"max_models": 2}))
+    try:
+        await stub.LoadModel(pb.LoadModelRequest(model="one"))
+        await stub.LoadModel(pb.LoadModelRequest(model="half"))
+        await stub.LoadModel(pb.LoadModelRequest(model="one-alias"))  # evicts "one", the other user of its file
+        registry = server.service.registry
+        assert {m.spec.id for m in registry.loaded()} == {"half", "one-alias"}
+        one_bytes = tiny_models["one"].stat().st_size
+        assert registry.memory_bytes() == one_bytes + tiny_models["half"].stat().st_size
+        alias = next(m for m in registry.loaded() if m.spec.id == "one-alias")
+        await stub.LoadModel(pb.LoadModelRequest(model="one"))  # back: shares the alias's session again
+        one = next(m for m in registry.loaded() if m.spec.id == "one")
+        assert one.shared is alias.shared
+    finally:
+        await channel.close()
+        await server.stop()

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+from pathlib import Path
+
 import aiohttp
 import pytest
 from edge_helpers import connect_viewer, running_edge
 from speech_samples import encode, speech_like
+
+from media_server.audio import AudioTooLongError
+from media_server.default_avatar import ensure_default_avatar
 
 
 async def test_api_key_guards_session_creation() -> None:
@@ -109,3 +116,50 @@ async def edge_frames(viewer, count: int = 10) -> None:
     from edge_helpers import wait_for
 
     await wait_for(lambda: len(viewer.video_frames) >= count, 20, "video frames")
+
+
+async def test_concurrent_offers_never_exceed_the_session_limit() -> None:
+    async with running_edge(sessions={"max_sessions": 2}) as edge, aiohttp.ClientSession() as http:
+        results = await asyncio.gather(*(connect_viewer(http, edge.url) for _ in range(5)), return_exceptions=True)
+        viewers = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, BaseException)]
+        try:
+            assert len(viewers) == 2 and len(edge.edge.sessions) == 2
+            assert all("server full" in str(error) for error in refused)
+        finally:
+            for viewer in viewers:
+                await viewer.close()
+
+
+async def test_avatar_at_another_frame_rate_is_refused_in_words(tmp_path: Path) -> None:
+    source = await asyncio.to_thread(ensure_default_avatar)
+    avatars = tmp_path / "avatars"
+    shutil.copytree(source, avatars / "fast")
+    manifest = avatars / "fast" / "avatar.yaml"
+    manifest.write_text(manifest.read_text().replace("fps: 25", "fps: 30"))
+    async with running_edge(avatars={"directory": str(avatars)}) as edge, aiohttp.ClientSession() as http:
+        async with http.post(f"{edge.url}/offer", json={"sdp": "v=0\r\nm=video 9", "type": "offer",
+                                                         "avatar": "fast"}) as r:
+            assert r.status == 422 and "30 fps" in (await r.json())["error"]
+
+
+async def test_live_feed_is_held_to_the_playback_and_capped() -> None:
+    sessions = {"live_buffer_seconds": 0.4, "max_speech_seconds": 3.0}
+    async with running_edge(sessions=sessions) as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url)
+        try:
+            session = edge.edge.sessions[viewer.session_id]
+            feed = session.live_feed(16000, "s16le", 1)
+            second = (speech_like(1.0) * 32767).astype("<i2").tobytes()
+            with pytest.raises(TimeoutError):  # 2 s of audio at once: far ahead of playback, so it waits
+                await asyncio.wait_for(feed.push(second * 2), 0.5)
+            utterance = feed.utterance
+            assert utterance is not None and utterance.received - utterance.shown > 10
+            await feed.end()
+
+            capped = session.live_feed(16000, "s16le", 1)
+            session.config.live_buffer_seconds = 60.0
+            with pytest.raises(AudioTooLongError):
+                await capped.push(second * 4)
+        finally:
+            await viewer.close()
