@@ -82,18 +82,29 @@ def _session(request: web.Request) -> Session:
     return session
 
 
-async def _create(request: web.Request, sdp: str, avatar: str) -> tuple[Session, str]:
+# What the media core raises, as the HTTP status a client gets (with the message as JSON).
+ERROR_STATUS: dict[type[Exception], int] = {
+    BadOffer: 400,
+    AvatarNotFound: 404,
+    SpeechInterrupted: 409,
+    AudioTooLongError: 413,
+    AvatarUnusable: 422,
+    AudioDecodeError: 422,
+    QueueFullError: 429,
+    SessionLimit: 503,
+}
+
+
+@web.middleware
+async def domain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await request.app[EDGE_KEY].create_session(sdp, avatar)
-    except SessionLimit as exc:
-        raise _error(web.HTTPServiceUnavailable, f"{exc}, retry in {RETRY_AFTER_S} s",
-                     {"Retry-After": str(RETRY_AFTER_S)}) from exc
-    except AvatarNotFound as exc:
-        raise _error(web.HTTPNotFound, str(exc)) from exc
-    except AvatarUnusable as exc:
-        raise _error(web.HTTPUnprocessableEntity, str(exc)) from exc
-    except BadOffer as exc:
-        raise _error(web.HTTPBadRequest, str(exc)) from exc
+        return await handler(request)
+    except tuple(ERROR_STATUS) as exc:
+        status = next(code for kind, code in ERROR_STATUS.items() if isinstance(exc, kind))
+        if isinstance(exc, SessionLimit):
+            return web.json_response({"error": f"{exc}, retry in {RETRY_AFTER_S} s"}, status=status,
+                                     headers={"Retry-After": str(RETRY_AFTER_S)})
+        return web.json_response({"error": str(exc)}, status=status)
 
 
 # -- SDP exchange -------------------------------------------------------------------
@@ -108,7 +119,7 @@ async def offer(request: web.Request) -> web.Response:
     avatar = body.get("avatar") or request.app[CONFIG_KEY].avatars.default
     if not isinstance(avatar, str):
         raise _error(web.HTTPBadRequest, "avatar must be a string")
-    session, answer = await _create(request, body["sdp"], avatar)
+    session, answer = await request.app[EDGE_KEY].create_session(body["sdp"], avatar)
     return web.json_response({"sdp": answer, "type": "answer", "session_id": session.id, "token": session.token})
 
 
@@ -117,7 +128,7 @@ async def whep_create(request: web.Request) -> web.Response:
     if request.content_type != "application/sdp":
         raise _error(web.HTTPUnsupportedMediaType, "WHEP offers must be Content-Type: application/sdp")
     sdp = await request.text()
-    session, answer = await _create(request, sdp, request.match_info["avatar"])
+    session, answer = await request.app[EDGE_KEY].create_session(sdp, request.match_info["avatar"])
     location = f"/whep/sessions/{session.id}"
     return web.Response(status=201, text=answer, content_type="application/sdp", headers={
         "Location": location,
@@ -212,16 +223,7 @@ async def speech(request: web.Request) -> web.Response:
     data = await _speech_body(request, int(config.max_speech_mb * 1024 * 1024))
     if not data:
         raise _error(web.HTTPBadRequest, "no audio in the request body")
-    try:
-        utterance = await session.speak(data)
-    except AudioTooLongError as exc:  # too many seconds rather than bytes: the same status, no byte sizes
-        return web.json_response({"error": str(exc)}, status=413)
-    except AudioDecodeError as exc:
-        raise _error(web.HTTPUnprocessableEntity, str(exc)) from exc
-    except QueueFullError as exc:
-        raise _error(web.HTTPTooManyRequests, str(exc)) from exc
-    except SpeechInterrupted as exc:
-        raise _error(web.HTTPConflict, str(exc)) from exc
+    utterance = await session.speak(data)
     return web.json_response(status=202, data={
         "utterance": utterance.id, "seconds": round(utterance.seconds, 3), "frames": utterance.frames,
         "starts_at_frame": utterance.start, "queued_seconds": round(session.timeline.queued_seconds(), 3),
@@ -309,7 +311,7 @@ async def index(request: web.Request) -> web.FileResponse:
 
 def create_app(config: EdgeConfig, edge: Edge) -> web.Application:
     max_body = int(config.sessions.max_speech_mb * 1024 * 1024) + 64 * 1024
-    app = web.Application(middlewares=[cors], client_max_size=max_body)
+    app = web.Application(middlewares=[cors, domain_errors], client_max_size=max_body)
     app[EDGE_KEY] = edge
     app[CONFIG_KEY] = config
     app.router.add_get("/", index)
