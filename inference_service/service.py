@@ -160,14 +160,13 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         return self._result(request.frame_id, model, output, out_format, timings, received)
 
     async def process(self, request: pb.FrameRequest, received: float, budget_s: float | None) -> pb.FrameResult:
-        """One frame to its result; never raises: failures become `FrameResult.error`."""
-        self.metrics.requests.labels(request.model).inc()
+        """One frame to its result, loading its model first if needed; never raises."""
         try:
-            model = self.registry.peek(request.model) or await self.registry.get(request.model)
-            future, out_format = self._submit(model, request, received, budget_s)
+            await self.registry.get(request.model)
         except Exception as exc:  # noqa: BLE001 - every failure is reported on its frame
+            self.metrics.requests.labels(request.model).inc()
             return self._failure(request, exc)
-        return await self._complete(request, model, future, out_format, received)
+        return await self.begin(request, received, budget_s)
 
     def begin(self, request: pb.FrameRequest, received: float, budget_s: float | None) -> Awaitable[pb.FrameResult]:
         """Queue a frame now, in arrival order; the awaitable finishes it.
@@ -296,7 +295,7 @@ class LipSyncService(pb_grpc.LipSyncServicer):
                 in_use.append(provider.in_use[0])
             if provider.fallback_reason and provider.fallback_reason not in reasons:
                 reasons.append(provider.fallback_reason)
-        devices = [f"cuda:{self.config.runtime.device_id}" for p in in_use if p != CPU][:1]
+        devices = [f"cuda:{self.config.runtime.device_id}"] if any(p != CPU for p in in_use) else []
         if CPU in in_use or not in_use:
             devices.append(f"cpu:{platform.machine()}")
         batching, limits = self.config.batching, self.config.registry

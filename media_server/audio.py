@@ -59,7 +59,8 @@ def _resample_all(resampler: av.AudioResampler, frames: Iterable[av.AudioFrame])
     yield from _samples(resampler.resample(None))
 
 
-def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+def concat_samples(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    """Chunks of samples as one array (an empty one of `dtype` for no chunks)."""
     return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
@@ -123,7 +124,7 @@ def decode_audio(data: bytes, sample_rate: int = SPEECH_RATE, max_seconds: float
             raise AudioDecodeError(exc.strerror or str(exc)) from exc
     if total == 0:
         raise AudioDecodeError("the audio stream holds no samples")
-    samples = _concat(parts, np.float32)
+    samples = concat_samples(parts, np.float32)
     return np.clip(samples, -1.0, 1.0, out=samples)
 
 
@@ -167,7 +168,7 @@ class PcmResampler:
             layout=self._layout,
         )
         frame.sample_rate = self._source_rate
-        return _concat(_samples(self._resampler.resample(frame)), np.float32)
+        return concat_samples(_samples(self._resampler.resample(frame)), np.float32)
 
     def flush(self) -> np.ndarray:
         """End of the feed: the held-back samples; the resampler is then ready for a new feed.
@@ -176,7 +177,7 @@ class PcmResampler:
         """
         if self._carry:
             log.warning("dropping %d trailing bytes that do not form a whole sample", len(self._carry))
-        tail = _concat(_samples(self._resampler.resample(None)), np.float32)
+        tail = concat_samples(_samples(self._resampler.resample(None)), np.float32)
         self._reset()
         return tail
 

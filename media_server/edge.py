@@ -22,7 +22,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSend
 from inference_service.builtin_models import BUILTIN_MODELS
 from inference_service.client import InferenceClient
 from lipstream.paths import cache_dir
-from media_server.avatar import DEFAULT_AVATAR
+from media_server.avatar import DEFAULT_AVATAR, MANIFEST
 from media_server.config import AvatarsConfig, InferenceTargetsConfig, SessionConfig, VideoConfig
 from media_server.default_avatar import ensure_default_avatar
 from media_server.features import FeatureExtractor
@@ -92,18 +92,18 @@ class Edge:
         root = self.avatar_root()
         names = {DEFAULT_AVATAR}
         if root.is_dir():
-            names.update(p.name for p in root.iterdir() if (p / "avatar.yaml").is_file())
+            names.update(p.name for p in root.iterdir() if (p / MANIFEST).is_file())
         return sorted(names)
 
     async def load_avatar(self, name: str) -> LoadedAvatar:
         if not AVATAR_NAME.match(name):
             raise AvatarNotFound(f"no such avatar '{name}'")
         loop = asyncio.get_running_loop()
-        if name == DEFAULT_AVATAR and not (self.avatar_root() / name / "avatar.yaml").is_file():
+        if name == DEFAULT_AVATAR and not (self.avatar_root() / name / MANIFEST).is_file():
             directory = await loop.run_in_executor(None, ensure_default_avatar)
         else:
             directory = self.avatar_root() / name
-            if not (directory / "avatar.yaml").is_file():
+            if not (directory / MANIFEST).is_file():
                 raise AvatarNotFound(f"no such avatar '{name}'")
         avatar = await loop.run_in_executor(None, self.store.get, directory)
         if avatar.fps != SESSION_FPS:

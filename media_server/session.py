@@ -24,7 +24,14 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError
 
 from inference_service.client import FrameStream, InferenceClient, InferenceUnavailable
-from media_server.audio import AudioTooLongError, PcmResampler, PlaybackChunker, decode_audio, to_playback_frames
+from media_server.audio import (
+    AudioTooLongError,
+    PcmResampler,
+    PlaybackChunker,
+    concat_samples,
+    decode_audio,
+    to_playback_frames,
+)
 from media_server.compositor import composite
 from media_server.config import SessionConfig, VideoConfig
 from media_server.encoder import H264Encoder
@@ -32,8 +39,8 @@ from media_server.features import SAMPLE_RATE, FeatureExtractor, IncrementalFeat
 from media_server.frame_store import LoadedAvatar
 from media_server.speech import (
     CHUNK_SAMPLES,
+    CHUNKS_PER_FRAME,
     PLAYBACK_RATE,
-    QueueFullError,
     SpeechEvent,
     SpeechTimeline,
     Utterance,
@@ -97,7 +104,6 @@ class Session:
         self.lookahead_frames = lookahead_frames
         self.config = config
         self.extractor = extractor
-        self.created = time.monotonic()
         self.stats = SessionStats(metrics)
         self._metrics = metrics
         self.timeline = SpeechTimeline(config.pipeline_frames, config.max_queued_utterances)
@@ -239,7 +245,7 @@ class Session:
         if behind > 2 * MAX_BEHIND_FRAMES:
             k += behind
         self._audio_chunk = k + 1
-        self.timeline.advance_to(k * CHUNK_SAMPLES * self._fps // PLAYBACK_RATE)
+        self.timeline.advance_to(k // CHUNKS_PER_FRAME)
         self._forward_events()
         samples = self.timeline.audio_chunk(k)
         delay = t0 + k * CHUNK_SECONDS - self._loop.time()
@@ -258,8 +264,7 @@ class Session:
         The queue is checked before any decoding, uploads of one session are decoded one
         at a time, and an interrupt during decoding means the file never plays.
         """
-        if not self.timeline.has_room(self._decoding):
-            raise QueueFullError(f"{self.timeline.max_queued} utterances already queued")
+        self.timeline.ensure_room(self._decoding)
         interrupts = self._interrupts
         self._decoding += 1
         try:
@@ -285,8 +290,7 @@ class Session:
 
     def _file_features(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vectors = self.extractor.vectors(samples)
-        chunks = to_playback_frames(samples)
-        return vectors, (np.concatenate(chunks) if chunks else np.zeros(0, np.int16))
+        return vectors, concat_samples(to_playback_frames(samples), np.int16)
 
     def live_feed(self, sample_rate: int, sample_format: str = "s16le", channels: int = 1) -> LiveFeed:
         return LiveFeed(self, sample_rate, sample_format, channels)
@@ -361,14 +365,12 @@ class LiveFeed:
     def _ingest(self, chunk: bytes) -> tuple[list[np.ndarray], np.ndarray, int]:
         samples = self._resampler.push(chunk)
         windows = [window for _, window in self._features.push(samples)]
-        playback = self._chunker.push(samples)
-        return windows, (np.concatenate(playback) if playback else np.zeros(0, np.int16)), samples.size
+        return windows, concat_samples(self._chunker.push(samples), np.int16), samples.size
 
     def _drain(self) -> tuple[list[np.ndarray], np.ndarray]:
         tail = self._resampler.flush()
         windows = [w for _, w in self._features.push(tail)] + [w for _, w in self._features.finish()]
-        playback = self._chunker.push(tail) + self._chunker.flush()
-        return windows, (np.concatenate(playback) if playback else np.zeros(0, np.int16))
+        return windows, concat_samples(self._chunker.push(tail) + self._chunker.flush(), np.int16)
 
     async def push(self, chunk: bytes) -> None:
         """Add audio; waits while the feed is `live_buffer_seconds` ahead of playback.
@@ -379,8 +381,8 @@ class LiveFeed:
         session = self._session
         if self.utterance is not None and self.utterance.dropped:
             return
-        if self.utterance is None and not session.timeline.has_room():
-            raise QueueFullError(f"{session.timeline.max_queued} utterances already queued")
+        if self.utterance is None:
+            session.timeline.ensure_room()
         loop = asyncio.get_running_loop()
         windows, playback, count = await loop.run_in_executor(self._executor, self._ingest, chunk)
         if self.utterance is None:

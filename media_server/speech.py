@@ -189,16 +189,17 @@ class SpeechTimeline:
         head = self._queue[0] if self._queue else None
         return head is not None and head.start is not None and head.start <= self._frame
 
-    def has_room(self, pending: int = 0) -> bool:
-        return len(self._queue) + pending < self.max_queued
+    def ensure_room(self, pending: int = 0) -> None:
+        """Raise QueueFullError unless one more utterance (after `pending` others) fits."""
+        if len(self._queue) + pending >= self.max_queued:
+            raise QueueFullError(f"{self.max_queued} utterances already queued")
 
     def queued_seconds(self) -> float:
         return sum(u.seconds for u in self._queue)
 
     def add(self, utterance: Utterance, extra_lead: int = 0) -> None:
         """Queue after what is already playing; the first frame is `lead` frames out."""
-        if len(self._queue) >= self.max_queued:
-            raise QueueFullError(f"{self.max_queued} utterances already queued")
+        self.ensure_room()
         self._queue.append(utterance)
         self._schedule(extra_lead)
 

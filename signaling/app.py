@@ -64,20 +64,29 @@ def _bearer(request: web.Request) -> str | None:
     return request.query.get("token")
 
 
+def _presents(request: web.Request, secret: str) -> bool:
+    """Whether the caller's bearer token is `secret` (compared in constant time)."""
+    return hmac.compare_digest((_bearer(request) or "").encode(), secret.encode())
+
+
 def _check_api_key(request: web.Request) -> None:
     key = request.app[CONFIG_KEY].http.api_key
-    if key and not hmac.compare_digest((_bearer(request) or "").encode(), key.encode()):
+    if key and not _presents(request, key):
         raise _error(web.HTTPUnauthorized, "a valid API key is needed to create sessions",
                      {"WWW-Authenticate": "Bearer"})
 
 
-def _session(request: web.Request) -> Session:
-    """The session named in the URL, if the caller holds its token."""
+def _named_session(request: web.Request) -> Session:
     session = request.app[EDGE_KEY].sessions.get(request.match_info["session_id"])
     if session is None:
         raise _error(web.HTTPNotFound, "no such session")
-    token = _bearer(request) or ""
-    if not hmac.compare_digest(token.encode(), session.token.encode()):
+    return session
+
+
+def _session(request: web.Request) -> Session:
+    """The session named in the URL, if the caller holds its token."""
+    session = _named_session(request)
+    if not _presents(request, session.token):
         raise _error(web.HTTPForbidden, "this session's token is needed")
     return session
 
@@ -140,12 +149,9 @@ async def whep_create(request: web.Request) -> web.Response:
 
 def _whep_session(request: web.Request) -> Session:
     """The WHEP resource URL is unguessable; with an API key set, the key (or the session token) is needed too."""
-    session = request.app[EDGE_KEY].sessions.get(request.match_info["session_id"])
-    if session is None:
-        raise _error(web.HTTPNotFound, "no such session")
+    session = _named_session(request)
     key = request.app[CONFIG_KEY].http.api_key
-    token = (_bearer(request) or "").encode()
-    if key and not (hmac.compare_digest(token, key.encode()) or hmac.compare_digest(token, session.token.encode())):
+    if key and not (_presents(request, key) or _presents(request, session.token)):
         raise _error(web.HTTPForbidden, "the API key or the session token is needed")
     return session
 
