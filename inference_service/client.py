@@ -172,10 +172,6 @@ class FrameStream:
     def connected(self) -> bool:
         return self._call is not None
 
-    @property
-    def inflight(self) -> int:
-        return len(self._pending)
-
     def _open(self) -> grpc.aio.StreamStreamCall:
         call = self._stub.StreamInfer(wait_for_ready=False)
         self._call = call

@@ -120,19 +120,19 @@ class ModelRegistry:
             return self._drop(model_id)
 
     def _resolve_path(self, spec: ModelSpec) -> str:
+        """Blocking (a built-in model is generated on first use): the model's absolute file path."""
         if spec.builtin is not None:
-            return str(builtin_models.ensure_builtin(spec.builtin, self._config.model_dir))
+            try:
+                return str(builtin_models.ensure_builtin(spec.builtin, self._config.model_dir))
+            except KeyError as exc:
+                raise ModelLoadError(f"model '{spec.id}': {exc.args[0]}") from exc
         path = Path(spec.path or "").expanduser()
         if not path.is_file():
             raise ModelLoadError(f"model '{spec.id}': file not found: {path}")
         return str(path.resolve())
 
-    def _open(self, spec: ModelSpec) -> SharedSession:
-        """Blocking: resolve and open the file (runs in the executor)."""
-        try:
-            path = self._resolve_path(spec)
-        except KeyError as exc:
-            raise ModelLoadError(f"model '{spec.id}': {exc.args[0]}") from exc
+    def _open(self, spec: ModelSpec, path: str) -> SharedSession:
+        """Blocking: open the file as an onnxruntime session (runs in the executor)."""
         runtime = self._config.runtime
         try:
             session, provider = create_session(
@@ -158,13 +158,11 @@ class ModelRegistry:
 
     async def _load(self, spec: ModelSpec) -> LoadedModel:
         loop = asyncio.get_running_loop()
-        shared = next((s for s in self._sessions.values() if spec.id in s.users), None)
-        if shared is None:
-            path_key = await loop.run_in_executor(self._executor, self._path_key, spec)
-            shared = self._sessions.get(path_key) if path_key else None
+        path = await loop.run_in_executor(self._executor, self._resolve_path, spec)
+        shared = self._sessions.get(path)
         if shared is None:
             started = time.perf_counter()
-            shared = await loop.run_in_executor(self._executor, self._open, spec)
+            shared = await loop.run_in_executor(self._executor, self._open, spec, path)
             log.info("loaded model %s from %s on %s in %.0f ms", spec.id, shared.path,
                      shared.provider.in_use[0], (time.perf_counter() - started) * 1000)
         else:
@@ -177,14 +175,6 @@ class ModelRegistry:
         self._loaded[spec.id] = model
         self._notify()
         return model
-
-    def _path_key(self, spec: ModelSpec) -> str | None:
-        """The resolved file of an already opened session, without opening anything."""
-        try:
-            path = self._resolve_path(spec)
-        except (ModelLoadError, KeyError):
-            return None
-        return path if path in self._sessions else None
 
     def memory_bytes(self) -> int:
         return sum(shared.memory_bytes for shared in self._sessions.values())

@@ -320,6 +320,7 @@ class Session:
             "model": self.model_id,
             "speaking": self.speaking,
             "queued_seconds": round(self.timeline.queued_seconds(), 3),
+            "live_stalled_frames": self.timeline.stalled_frames,  # a live feed slower than real time
             "inference_connected": self._stream.connected,
             "frame": self._video_frame,
             "stats": self.stats.snapshot(),

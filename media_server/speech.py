@@ -181,10 +181,6 @@ class SpeechTimeline:
         self._gap_frame = -1  # a frame a starved live utterance skipped: silence and idle
 
     @property
-    def frame(self) -> int:
-        return self._frame
-
-    @property
     def speaking(self) -> bool:
         head = self._queue[0] if self._queue else None
         return head is not None and head.start is not None and head.start <= self._frame
