@@ -30,7 +30,9 @@ PHONE = {"width": 390, "height": 844}
 ARTIFACT = Path(__file__).parent / "artifacts" / "browser-speaking.png"
 # The bundled avatar's mouth, as fractions of the frame (x0, x1, y0, y1), found by diffing idle and speaking frames.
 MOUTH_BOX = (0.36, 0.48, 0.28, 0.36)
-SPEECH_SECONDS = 3.0
+# Long enough that the interrupt below still finds speech queued after the screenshots, which take
+# seconds on a busy 2-core machine.
+SPEECH_SECONDS = 10.0
 
 INBOUND_VIDEO = """async () => {
   const report = await window.lipstream.pc.getStats();
