@@ -130,6 +130,11 @@ class InferenceClient:
         response = await self.stub.Infer(pb.InferRequest(frames=frames), timeout=timeout_s)
         return list(response.results)
 
+    async def list_models(self, timeout_s: float = 2.0) -> list[pb.ModelInfo]:
+        """Every model the servers offer, with its layout (crop, audio window, look-ahead)."""
+        reply = await self.stub.ListModels(pb.ListModelsRequest(), timeout=timeout_s)
+        return list(reply.models)
+
     async def server_info(self, timeout_s: float = 2.0, wait_for_ready: bool = False) -> pb.ServerInfo:
         return await self.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=timeout_s,
                                              wait_for_ready=wait_for_ready)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from inference_service.models.builtin import BUILTIN_MODELS
+from lipstream import contract
 from lipstream.config import StrictModel, load_config
 
 ProviderName = Literal["tensorrt", "cuda", "cpu"]
@@ -44,19 +46,19 @@ class RegistryConfig(StrictModel):
 
 
 class ModelSpec(StrictModel):
-    """One servable model: its file (or built-in name) and its tensor layout."""
+    """One servable model: its file (or built-in name) and its tensor layout (default: `lipstream.contract`)."""
 
     id: str = Field(min_length=1)
     path: str | None = None
     builtin: str | None = None
-    image_input: str = "input"
-    audio_input: str = "audio"
-    output: str = "output"
-    crop_size: int = Field(320, ge=8, le=2048)
+    image_input: str = contract.IMAGE_INPUT
+    audio_input: str = contract.AUDIO_INPUT
+    output: str = contract.OUTPUT
+    crop_size: int = Field(contract.MODEL_CROP, ge=8, le=2048)
     channel_order: Literal["BGR", "RGB"] = "BGR"
-    mask: tuple[int, int, int, int] = (5, 5, 314, 309)
+    mask: tuple[int, int, int, int] = contract.MASK
     masked_first: bool = False
-    audio_shape: tuple[int, ...] = (32, 16, 16)
+    audio_shape: tuple[int, ...] = contract.AUDIO_WINDOW_SHAPE
     lookahead_frames: int = Field(1, ge=0)
 
     @model_validator(mode="after")
@@ -76,10 +78,8 @@ class ModelSpec(StrictModel):
 
 
 def _default_models() -> list[ModelSpec]:
-    return [
-        ModelSpec(id="parametric-mouth", builtin="parametric-mouth", lookahead_frames=1),
-        ModelSpec(id="synthetic-unet", builtin="synthetic-unet", lookahead_frames=13),
-    ]
+    return [ModelSpec(id=name, builtin=name, lookahead_frames=model.lookahead_frames)
+            for name, model in BUILTIN_MODELS.items()]
 
 
 class InferenceConfig(StrictModel):

@@ -23,16 +23,14 @@ Register = Callable[[argparse._SubParsersAction], None]
 
 def _registrars() -> tuple[list[Register], list[Register]]:
     """(top-level registrars, `bench` registrars)."""
-    from inference_service import bench as inference_bench
-    from inference_service import builtin_models, server
-    from media_server import avatar_cli
-    from media_server import bench as edge_bench
-    from signaling import bench_e2e
-    from signaling import server as edge_server
+    from benchmarks import cli as bench_cli
+    from inference_service.models import cli as models_cli
+    from inference_service.serving import cli as inference_cli
+    from media_server.avatars import cli as avatar_cli
+    from signaling import server as edge_cli
 
-    top = [edge_server.register, server.register, builtin_models.register, avatar_cli.register]
-    bench = [inference_bench.register, edge_bench.register, bench_e2e.register]
-    return top, bench
+    top = [edge_cli.register, inference_cli.register, models_cli.register, avatar_cli.register]
+    return top, bench_cli.REGISTRARS
 
 
 def build_parser() -> argparse.ArgumentParser:

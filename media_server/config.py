@@ -1,4 +1,8 @@
-"""Media settings of the edge (the `sessions`, `video`, `inference`, `avatars` sections)."""
+"""The edge's configuration (configs/edge.yaml): one object for the HTTP API and the media core.
+
+Every field has a default; `load_edge_config` layers the YAML file, LIPSTREAM_EDGE_* variables
+and CLI flags over them (`lipstream.config`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,15 @@ from pathlib import Path
 
 from pydantic import Field
 
-from lipstream.config import StrictModel
+from lipstream.config import StrictModel, load_config
+
+
+class HttpConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API")
+    api_key: str | None = Field(None, description="when set, creating a session needs 'Authorization: Bearer KEY'")
+    ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for NAT traversal")
 
 
 class InferenceTargetsConfig(StrictModel):
@@ -38,3 +50,19 @@ class SessionConfig(StrictModel):
     stats_interval_s: float = Field(0.5, gt=0)
     live_chunk_max_kb: int = Field(256, ge=1)
     live_buffer_seconds: float = Field(10.0, gt=0, description="a live feed may run this far ahead of playback")
+
+
+class EdgeConfig(StrictModel):
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    sessions: SessionConfig = Field(default_factory=SessionConfig)
+    video: VideoConfig = Field(default_factory=VideoConfig)
+    inference: InferenceTargetsConfig = Field(default_factory=InferenceTargetsConfig)
+    avatars: AvatarsConfig = Field(default_factory=AvatarsConfig)
+    audio_encoder: Path | None = Field(None, description="ONNX audio encoder [B,1,80,16]->[B,512]; default built-in")
+
+
+ENV_PREFIX = "LIPSTREAM_EDGE_"
+
+
+def load_edge_config(path: Path | None, overrides: dict[str, object] | None = None) -> EdgeConfig:
+    return load_config(EdgeConfig, path, ENV_PREFIX, overrides)

@@ -14,19 +14,14 @@ from aiohttp import web
 
 from inference_service.client import wait_until_serving
 from lipstream.lifecycle import free_port, stop_on_signals
-from media_server.edge import Edge, EdgeSettings
+from media_server.avatars.bundled import ensure_default_avatar
+from media_server.config import EdgeConfig, load_edge_config
+from media_server.edge import Edge
 from signaling.app import create_app
-from signaling.config import EdgeConfig, load_edge_config
 
 log = logging.getLogger(__name__)
 
 INFERENCE_START_TIMEOUT_S = 300.0  # the first start generates the built-in model
-
-
-def settings_from(config: EdgeConfig) -> EdgeSettings:
-    return EdgeSettings(sessions=config.sessions, video=config.video, inference=config.inference,
-                        avatars=config.avatars, ice_servers=config.http.ice_servers,
-                        audio_encoder=config.audio_encoder)
 
 
 async def _warm_default_avatar(edge: Edge, name: str) -> None:
@@ -41,8 +36,10 @@ async def _warm_default_avatar(edge: Edge, name: str) -> None:
 
 
 async def run_edge(config: EdgeConfig, stop: asyncio.Event) -> None:
-    edge = Edge(settings_from(config))
-    runner = web.AppRunner(create_app(config, edge), handle_signals=False)
+    # The bundled avatar is generated here, once, so that serving never needs the avatar builder.
+    await asyncio.get_running_loop().run_in_executor(None, ensure_default_avatar)
+    edge = Edge(config)
+    runner = web.AppRunner(create_app(edge), handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()

@@ -15,11 +15,11 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from inference_helpers import make_config
 
-from inference_service.server import InferenceServer
+from inference_service.serving.server import InferenceServer
+from media_server.avatars.bundled import ensure_default_avatar
+from media_server.config import EdgeConfig
 from media_server.edge import Edge
 from signaling.app import create_app
-from signaling.config import EdgeConfig
-from signaling.server import settings_from
 
 
 @dataclass
@@ -41,8 +41,9 @@ async def running_edge(inference: bool = True, **sections: dict) -> AsyncIterato
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     config = EdgeConfig.model_validate(data)
-    edge = Edge(settings_from(config))
-    runner = web.AppRunner(create_app(config, edge))
+    await asyncio.to_thread(ensure_default_avatar)  # what `lipstream edge` does at start-up
+    edge = Edge(config)
+    runner = web.AppRunner(create_app(edge))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from media_server.audio import (
-    PLAYBACK_FRAME_SAMPLES,
+from lipstream.timebase import PLAYBACK_CHUNK_SAMPLES
+from media_server.speech.audio import (
     PLAYBACK_RESAMPLER_DELAY,
     AudioDecodeError,
     AudioTooLongError,
@@ -212,11 +212,11 @@ def test_playback_chunks_are_sample_aligned() -> None:
         chunks += chunker.push(part)
         pushed += part.size
         # Only the resampler's filter delay (and the unfilled chunk) is ever held back.
-        assert len(chunks) == max(0, 3 * pushed - PLAYBACK_RESAMPLER_DELAY) // PLAYBACK_FRAME_SAMPLES
+        assert len(chunks) == max(0, 3 * pushed - PLAYBACK_RESAMPLER_DELAY) // PLAYBACK_CHUNK_SAMPLES
     chunks += chunker.flush()
 
-    assert all(c.dtype == np.int16 and c.shape == (PLAYBACK_FRAME_SAMPLES,) for c in chunks)
-    assert len(chunks) == math.ceil(3 * speech.size / PLAYBACK_FRAME_SAMPLES)
+    assert all(c.dtype == np.int16 and c.shape == (PLAYBACK_CHUNK_SAMPLES,) for c in chunks)
+    assert len(chunks) == math.ceil(3 * speech.size / PLAYBACK_CHUNK_SAMPLES)
     playback = np.concatenate(chunks)
     loud = playback > 16000
     local_max = np.r_[False, (playback[1:-1] >= playback[:-2]) & (playback[1:-1] > playback[2:]), False]
@@ -228,7 +228,7 @@ def test_playback_tone_level_and_restart() -> None:
     speech = tone(16000, 0.3)
     frames = to_playback_frames(speech)
     playback = np.concatenate(frames).astype(np.float32) / 32768
-    assert len(frames) == math.ceil(3 * speech.size / PLAYBACK_FRAME_SAMPLES)
+    assert len(frames) == math.ceil(3 * speech.size / PLAYBACK_CHUNK_SAMPLES)
     assert abs(peak_hz(playback[: 3 * speech.size], 48000) - TONE_HZ) <= 4.0
     assert abs(np.abs(playback).max() - AMPLITUDE) < 0.01
     chunker = PlaybackChunker()

@@ -17,11 +17,11 @@ import yaml
 from skimage import data
 
 from lipstream.cli import main
-from media_server.avatar import AvatarError, load_avatar
-from media_server.avatar_prepare import FaceTracker, face_track, mouth_box, prepare_avatar
-from media_server.compositor import make_crop
-from media_server.default_avatar import N_FRAMES, ensure_default_avatar
-from media_server.frame_store import FrameStore
+from media_server.avatars.bundled import N_FRAMES, ensure_default_avatar
+from media_server.avatars.format import AvatarError, load_avatar
+from media_server.avatars.geometry import make_crop
+from media_server.avatars.prepare import FaceTracker, face_track, mouth_box, prepare_avatar
+from media_server.avatars.store import FrameStore
 
 # Where the lips of skimage.data.astronaut() really are (measured by eye on the image).
 ASTRONAUT_MOUTH = (223.5, 147.0)
@@ -65,7 +65,7 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
 @pytest.fixture(scope="module")
 def fresh_default(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled avatar built from scratch by this code (not a cached copy)."""
-    return ensure_default_avatar(tmp_path_factory.mktemp("cache"))
+    return ensure_default_avatar(tmp_path_factory.mktemp("avatars") / "default")
 
 
 # --- the bundled avatar and the mouth contract ---------------------------------------------------
@@ -89,7 +89,7 @@ def test_default_avatar_is_a_loadable_two_second_loop(fresh_default: Path) -> No
 def test_default_avatar_is_built_once(fresh_default: Path) -> None:
     manifest = fresh_default / "avatar.yaml"
     before = manifest.stat().st_mtime_ns
-    assert ensure_default_avatar(fresh_default.parent.parent) == fresh_default
+    assert ensure_default_avatar(fresh_default) == fresh_default
     assert manifest.stat().st_mtime_ns == before
     assert not [p for p in fresh_default.parent.iterdir() if p.name.startswith(".")]
 
@@ -111,7 +111,7 @@ def test_mouth_lands_where_the_model_expects_it() -> None:
 def test_prepare_photo_gives_a_one_frame_avatar(tmp_path: Path) -> None:
     photo = tmp_path / "astronaut.png"
     cv2.imwrite(str(photo), astronaut_bgr())
-    out = prepare_avatar(photo, "astro", tmp_path / "astro")
+    out = prepare_avatar(photo, "astro", tmp_path / "astro", 25)
     assets = load_avatar(out)
     assert assets.manifest.name == "astro" and len(assets.frames_i420) == 1
     (rect,) = assets.rects
@@ -128,7 +128,7 @@ def test_prepare_video_resamples_to_25_fps_and_fills_missed_faces(
     video = tmp_path / "clip.mp4"
     write_video(video, frames, fps=30)
     with caplog.at_level(logging.WARNING):
-        out = prepare_avatar(video, "clip", tmp_path / "clip")
+        out = prepare_avatar(video, "clip", tmp_path / "clip", 25)
     assert "no face in frames" in caplog.text
     assets = load_avatar(out)
     # 15 frames at 30 fps last 0.5 s: 13 frames at 25 fps (the last one partly covered).
@@ -141,7 +141,7 @@ def test_prepare_rejects_input_without_a_face(tmp_path: Path) -> None:
     photo = tmp_path / "wall.png"
     cv2.imwrite(str(photo), np.full((200, 200, 3), 90, np.uint8))
     with pytest.raises(AvatarError, match=r"no face found in .*wall\.png"):
-        prepare_avatar(photo, "wall", tmp_path / "wall")
+        prepare_avatar(photo, "wall", tmp_path / "wall", 25)
     assert not (tmp_path / "wall").exists()
 
 
@@ -151,7 +151,7 @@ def test_prepare_rejects_mostly_faceless_video(tmp_path: Path) -> None:
     video = tmp_path / "mostly_blank.mp4"
     write_video(video, frames, fps=25)
     with pytest.raises(AvatarError, match="only 1 of the 6 frames"):
-        prepare_avatar(video, "blank", tmp_path / "blank")
+        prepare_avatar(video, "blank", tmp_path / "blank", 25)
 
 
 @pytest.mark.parametrize("content", [b"", b"this is not a video"], ids=["empty", "garbage"])
@@ -159,13 +159,13 @@ def test_prepare_rejects_unreadable_input(tmp_path: Path, content: bytes) -> Non
     path = tmp_path / "input.mp4"
     path.write_bytes(content)
     with pytest.raises(AvatarError, match="input.mp4"):
-        prepare_avatar(path, "x", tmp_path / "x")
+        prepare_avatar(path, "x", tmp_path / "x", 25)
 
 
 def test_prepare_refuses_to_overwrite(tmp_path: Path) -> None:
     existing = write_avatar_dir(tmp_path / "taken")
     with pytest.raises(AvatarError, match="already exists"):
-        prepare_avatar(existing / "frames" / "000.png", "taken", existing)
+        prepare_avatar(existing / "frames" / "000.png", "taken", existing, 25)
 
 
 # --- loading and validation ----------------------------------------------------------------------
@@ -323,6 +323,34 @@ def test_cli_prepare_and_list(
     assert run_cli(["avatar", "list"]) == 0
     names = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
     assert names == ["default", "eileen"]
+
+
+def test_cli_uses_the_configured_avatar_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LIPSTREAM_CACHE_DIR", str(tmp_path / "cache"))
+    write_avatar_dir(tmp_path / "mine" / "anna")
+    config = tmp_path / "edge.yaml"
+    config.write_text(yaml.safe_dump({"avatars": {"directory": str(tmp_path / "mine")}}))
+    assert run_cli(["avatar", "list", "--config", str(config)]) == 0
+    listed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    assert list(listed) == ["anna", "default"]
+    assert listed["anna"].startswith(str(tmp_path / "mine" / "anna"))
+    monkeypatch.setenv("LIPSTREAM_EDGE_AVATARS__DIRECTORY", str(tmp_path / "env"))
+    photo = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(photo), astronaut_bgr())
+    assert run_cli(["avatar", "prepare", str(photo), "--name", "eve"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "env" / "eve")
+
+
+@pytest.mark.parametrize("name", ["../up", ".hidden", "default"])
+def test_cli_prepare_refuses_names_that_are_not_plain(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(photo), astronaut_bgr())
+    assert run_cli(["avatar", "prepare", str(photo), "--name", name, "--avatars", str(tmp_path)]) == 2
+    assert "name" in capsys.readouterr().err
 
 
 def test_cli_prepare_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

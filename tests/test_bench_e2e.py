@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.e2e.bench import lag_seconds, random_syllables
 from lipstream.cli import build_parser
-from signaling.bench_e2e import lag_seconds, random_syllables
 
 TOP_LEVEL = {"bench", "capacity_sessions", "late_frame_pct", "speech_to_lips_frames", "interrupt_to_idle_frames",
              "av_offset_ms", "rss_mb", "machine", "levels", "model_lookahead_frames", "targets"}

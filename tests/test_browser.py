@@ -203,10 +203,10 @@ async def test_page_plays_h264_speaks_an_upload_and_shows_live_latency() -> None
 
         # Interrupt drops the rest at once, on the server and in the page.
         session = next(iter(edge.edge.sessions.values()))
-        assert session.timeline.queued_seconds() > 1
+        assert session.queued_seconds() > 1
         await page.click("#interrupt")
         await page.locator("#events li", has_text="interrupt: dropped").wait_for()
-        assert not session.speaking and session.timeline.queued_seconds() == 0
+        assert not session.speaking and session.queued_seconds() == 0
         await page.wait_for_selector("body[data-speaking=false]", timeout=2_000)
 
         # Disconnect frees the session on the server.

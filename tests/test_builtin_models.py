@@ -10,7 +10,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from inference_service import builtin_models as bm
+from inference_service.models import builtin as bm
+from inference_service.models.graph import DESCRIPTION_KEY, LOOKAHEAD_KEY
 from lipstream.cli import main
 
 CROP = 320
@@ -84,8 +85,8 @@ def test_model_builds_checks_and_runs_with_any_batch(name: str, cache: Path) -> 
     onnx.checker.check_model(str(path))
     model = onnx.load(str(path))
     props = {prop.key: prop.value for prop in model.metadata_props}
-    assert props[bm.LOOKAHEAD_KEY] == str(bm.BUILTIN_MODELS[name].lookahead_frames)
-    assert "untrained" in props[bm.DESCRIPTION_KEY]
+    assert props[LOOKAHEAD_KEY] == str(bm.BUILTIN_MODELS[name].lookahead_frames)
+    assert "untrained" in props[DESCRIPTION_KEY]
     assert all(value.type.tensor_type.shape.dim[0].dim_param == "batch" for value in model.graph.input)
 
     session = _session(path)

@@ -8,9 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from media_server.avatar import AvatarAssets, AvatarManifest, bgr_to_i420
-from media_server.compositor import CropGeometry, composite, feather_mask, i420_planes, make_crop
-from media_server.frame_store import FrameStore, LoadedAvatar, build_loaded_avatar
+from media_server.avatars.bundled import ensure_default_avatar
+from media_server.avatars.format import AvatarAssets, AvatarManifest
+from media_server.avatars.geometry import CropGeometry, make_crop
+from media_server.avatars.i420 import bgr_to_i420, i420_planes
+from media_server.avatars.store import FrameStore, LoadedAvatar, build_loaded_avatar
+from media_server.video.compositor import composite, feather_mask
 
 WIRE = 320 * 320 * 3 // 2
 
@@ -57,7 +60,7 @@ def outside_box(avatar: LoadedAvatar, index: int, scale: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def default_avatar() -> LoadedAvatar:
-    return FrameStore().get("default")
+    return FrameStore().get(ensure_default_avatar())
 
 
 @pytest.mark.parametrize("index", [0, 17, 49])

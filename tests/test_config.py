@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from inference_service.config import load_inference_config
-from signaling.config import load_edge_config
+from media_server.config import load_edge_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

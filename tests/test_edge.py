@@ -17,8 +17,8 @@ from edge_helpers import Viewer, connect_viewer, running_edge, wait_for
 from inference_helpers import make_config
 from speech_samples import burst_envelope, encode, speech_like
 
-from inference_service.server import InferenceServer
-from media_server.frame_store import LoadedAvatar
+from inference_service.serving.server import InferenceServer
+from media_server.avatars.store import LoadedAvatar
 
 FPS = 25
 
@@ -278,7 +278,7 @@ async def test_picture_loss_gets_a_keyframe_and_a_vanished_viewer_is_released() 
     async with running_edge() as edge, aiohttp.ClientSession() as http:
         viewer = await connect_viewer(http, edge.url)
         await wait_for(lambda: len(viewer.video_frames) >= 15, 20, "video")
-        pc = edge.edge.peer(viewer.session_id)
+        pc = edge.edge.peer(viewer.session_id).connection
         sender = next(t.sender for t in pc.getTransceivers() if t.kind == "video")
         await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
         asked_at = viewer.video_frames[-1][1]

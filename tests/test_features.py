@@ -12,18 +12,11 @@ import pytest
 import scipy.signal
 from onnx import TensorProto, helper, numpy_helper
 
-from media_server.features import (
-    ENERGY_COMPONENT,
-    SILENCE,
-    EncoderError,
-    FeatureExtractor,
-    IncrementalFeatures,
-    mel_filter_bank,
-    mel_spectrogram,
-    mel_start,
-    mel_windows,
-    model_windows,
-)
+from lipstream.contract import ENERGY_COMPONENT, FULL_WINDOW_LOOKAHEAD_FRAMES
+from media_server.speech.encoders import EncoderError
+from media_server.speech.features import FeatureExtractor, model_windows
+from media_server.speech.incremental import IncrementalFeatures
+from media_server.speech.mel import SILENCE, mel_filter_bank, mel_spectrogram, mel_start, mel_windows
 
 RATE = 16000
 
@@ -181,7 +174,7 @@ def stream(features: IncrementalFeatures, samples: np.ndarray, seed: int) -> lis
     return emitted + features.finish()
 
 
-@pytest.mark.parametrize("lookahead", [11, 13])
+@pytest.mark.parametrize("lookahead", [FULL_WINDOW_LOOKAHEAD_FRAMES, 13])
 def test_incremental_equals_whole_utterance(lookahead: int) -> None:
     extractor = FeatureExtractor()
     samples = speech_like(3.0)[: RATE * 3 - 77]
@@ -189,6 +182,15 @@ def test_incremental_equals_whole_utterance(lookahead: int) -> None:
     emitted = stream(IncrementalFeatures(extractor, lookahead), samples, seed=lookahead)
     assert [i for i, _ in emitted] == list(range(len(expected)))
     np.testing.assert_allclose(np.stack([w for _, w in emitted]), expected, atol=1e-5)
+
+
+def test_a_frame_less_than_the_full_window_look_ahead_is_not_exact() -> None:
+    """The contract's full-window look-ahead is the smallest that gives every window whole."""
+    extractor = FeatureExtractor()
+    samples = speech_like(3.0)
+    expected = extractor.windows(samples)
+    emitted = stream(IncrementalFeatures(extractor, FULL_WINDOW_LOOKAHEAD_FRAMES - 1), samples, seed=1)
+    assert not np.allclose(np.stack([w for _, w in emitted]), expected, atol=1e-5)
 
 
 def test_lookahead_1_reads_the_frames_own_energy() -> None:

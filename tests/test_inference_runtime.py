@@ -13,9 +13,9 @@ from inference_helpers import TINY, compact_frame, make_config, tiny_spec, write
 
 from inference_service.client import FrameFailed, InferenceClient, InferenceUnavailable, channel_target
 from inference_service.metrics import InferenceMetrics
-from inference_service.registry import ModelRegistry
-from inference_service.server import InferenceServer
-from inference_service.service import LipSyncService
+from inference_service.runtime.registry import ModelRegistry
+from inference_service.serving.server import InferenceServer
+from inference_service.serving.service import LipSyncService
 from protos import generate
 from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
 

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from inference_helpers import TINY, audio_bytes, compact_frame, i420_crop, make_config, tiny_spec, write_tiny_model
 
-from inference_service.server import InferenceServer
+from inference_service.serving.server import InferenceServer
 from protos.lipsync.v1 import lipsync_pb2 as pb
 from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
 

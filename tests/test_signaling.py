@@ -11,8 +11,8 @@ import pytest
 from edge_helpers import connect_viewer, running_edge
 from speech_samples import encode, speech_like
 
-from media_server.audio import AudioTooLongError
-from media_server.default_avatar import ensure_default_avatar
+from media_server.avatars.bundled import ensure_default_avatar
+from media_server.speech.audio import AudioTooLongError
 
 
 async def test_api_key_guards_session_creation() -> None:
@@ -157,8 +157,8 @@ async def test_live_feed_is_held_to_the_playback_and_capped() -> None:
             assert utterance is not None and utterance.received - utterance.shown > 10
             await feed.end()
 
+            edge.edge.config.sessions.live_buffer_seconds = 60.0  # limits are read as a feed opens
             capped = session.live_feed(16000, "s16le", 1)
-            session.config.live_buffer_seconds = 60.0
             with pytest.raises(AudioTooLongError):
                 await capped.push(second * 4)
         finally:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from media_server.speech import CHUNK_SAMPLES, PLAYBACK_PER_FRAME, QueueFullError, SpeechTimeline, Utterance
+from lipstream.timebase import PLAYBACK_CHUNK_SAMPLES as CHUNK_SAMPLES
+from lipstream.timebase import PLAYBACK_SAMPLES_PER_FRAME as PLAYBACK_PER_FRAME
+from media_server.speech.timeline import SpeechQueueFull, SpeechTimeline
+from media_server.speech.utterance import Utterance
 
 
 def file_utterance(frames: int, level: int = 1000) -> Utterance:
@@ -91,7 +94,7 @@ def test_interrupt_drops_everything_and_limits_hold() -> None:
     timeline = SpeechTimeline(lead_frames=0, max_queued=2)
     timeline.add(file_utterance(10))
     timeline.add(file_utterance(10))
-    with pytest.raises(QueueFullError):
+    with pytest.raises(SpeechQueueFull):
         timeline.add(file_utterance(1))
     timeline.advance_to(3)
     assert timeline.speaking and timeline.queued_seconds() == pytest.approx(0.8)

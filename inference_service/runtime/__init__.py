@@ -1,0 +1,1 @@
+"""Serving a model: execution providers, the registry, tensor layouts, dynamic batching."""

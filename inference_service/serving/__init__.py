@@ -1,0 +1,1 @@
+"""The gRPC face of the inference tier: lipsync.v1, health, reflection, metrics."""

@@ -1,0 +1,27 @@
+"""`lipstream inference`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from inference_service.config import load_inference_config
+from inference_service.serving.server import serve_until_signalled
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_inference_config(args.config, {
+        "server.host": args.host, "server.port": args.port, "server.metrics_port": args.metrics_port,
+    })
+    asyncio.run(serve_until_signalled(config))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("inference", help="run the gRPC lip-sync inference service")
+    parser.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
+    parser.add_argument("--host", help="listen address (default [::])")
+    parser.add_argument("--port", type=int, help="gRPC port (default 50051; 0 picks a free one)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port (default 9151; 0 picks a free one)")
+    parser.set_defaults(handler=_run)

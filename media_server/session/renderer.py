@@ -1,0 +1,48 @@
+"""Compositing and H.264 encoding on the session's own worker thread, never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import av
+import numpy as np
+
+from media_server.avatars.store import LoadedAvatar
+from media_server.config import VideoConfig
+from media_server.session.stats import SessionStats
+from media_server.video.compositor import composite
+from media_server.video.encoder import H264Encoder
+
+
+class Renderer:
+    def __init__(self, avatar: LoadedAvatar, video: VideoConfig, stats: SessionStats, name: str) -> None:
+        self._avatar = avatar
+        self._stats = stats
+        self._encoder = H264Encoder(avatar.width, avatar.height, video)
+        # One thread: frames are encoded in order, and one session never takes more than a core.
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix=name)
+
+    def request_keyframe(self) -> None:
+        self._encoder.request_keyframe()
+
+    async def render(self, background: int, mouth: bytes | None, pts: int) -> av.Packet:
+        """Avatar frame `background`, with `mouth` composited in when given, as one H.264 packet."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._render, background, mouth, pts)
+
+    def _render(self, background: int, mouth: bytes | None, pts: int) -> av.Packet:
+        started = time.perf_counter()
+        if mouth is None:
+            frame = self._avatar.frames[background]
+        else:
+            frame = composite(self._avatar, background, np.frombuffer(mouth, np.uint8))
+            self._stats.record("composite", (time.perf_counter() - started) * 1000)
+        encode_started = time.perf_counter()
+        packet = self._encoder.encode(frame, pts)
+        self._stats.record("encode", (time.perf_counter() - encode_started) * 1000)
+        return packet
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._worker.shutdown, True)

@@ -1,0 +1,187 @@
+"""One viewer's session: a thin facade over its clock, speech, mouth pipeline and renderer.
+
+Video frame n is due at t0 + n/25 s (pts n * 3600 at 90 kHz); audio chunk k at
+t0 + k * 20 ms (pts k * 960 at 48 kHz), both from one clock. Inference for a speaking
+frame is requested ahead of its deadline (`mouth`); a result that misses the deadline
+is replaced by the idle frame and counted late, so the stream never stalls or bursts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import av
+from aiortc.mediastreams import MediaStreamError
+
+from inference_service.client import InferenceClient
+from lipstream.timebase import (
+    AUDIO_TIME_BASE,
+    CHUNKS_PER_FRAME,
+    FRAME_SECONDS,
+    PLAYBACK_CHUNK_SAMPLES,
+    PLAYBACK_RATE,
+    PTS_PER_FRAME,
+)
+from media_server.avatars.store import LoadedAvatar
+from media_server.config import SessionConfig, VideoConfig
+from media_server.metrics import EdgeMetrics
+from media_server.session.clock import AvClock
+from media_server.session.events import EventFanOut
+from media_server.session.mouth import MouthPipeline
+from media_server.session.renderer import Renderer
+from media_server.session.speech_input import SpeechInput
+from media_server.session.stats import SessionStats
+from media_server.speech.features import FeatureExtractor
+from media_server.speech.live import LiveFeed
+from media_server.speech.timeline import SpeechTimeline
+from media_server.speech.utterance import Utterance
+
+
+@dataclass(frozen=True)
+class SessionModel:
+    """The lip-sync model a session's avatar uses, as the inference tier declares it."""
+
+    id: str
+    lookahead_frames: int
+
+
+@dataclass(frozen=True)
+class SessionServices:
+    """What the edge shares with every session."""
+
+    inference: InferenceClient
+    extractor: FeatureExtractor
+    speech_executor: Executor
+    sessions: SessionConfig
+    video: VideoConfig
+    metrics: EdgeMetrics | None = None
+
+
+class Session:
+    def __init__(
+        self, session_id: str, token: str, avatar: LoadedAvatar, model: SessionModel, services: SessionServices
+    ) -> None:
+        config = services.sessions
+        self.id = session_id
+        self.token = token
+        self.avatar = avatar
+        self.model = model
+        self.stats = SessionStats(services.metrics)
+        self.events = EventFanOut()
+        self.closed = False
+        self.ended = asyncio.Event()
+        self._timeline = SpeechTimeline(config.pipeline_frames, config.max_queued_utterances)
+        self._clock = AvClock()
+        stream = services.inference.open_stream(max_inflight=4 * (config.pipeline_frames + 1))
+        self._mouth = MouthPipeline(
+            avatar, model.id, stream, self._timeline, self._clock, self.stats, config.pipeline_frames
+        )
+        self._renderer = Renderer(avatar, services.video, self.stats, f"session-{session_id[:8]}")
+        self._speech = SpeechInput(
+            self._timeline, services.extractor, model.lookahead_frames, services.speech_executor, config,
+            self.stats, services.metrics,
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def speaking(self) -> bool:
+        return self._timeline.speaking
+
+    def queued_seconds(self) -> float:
+        return self._timeline.queued_seconds()
+
+    def request_keyframe(self) -> None:
+        """From the viewer's PLI/FIR."""
+        self._renderer.request_keyframe()
+
+    # -- the tracks pull from here --------------------------------------------------------
+    async def next_video_packet(self) -> av.Packet:
+        if self.closed:
+            raise MediaStreamError
+        n, skipped = self._clock.take_frame()
+        if skipped:
+            self.stats.skipped(skipped)
+            self._mouth.drop_before(n)
+        self._timeline.advance_to(n)
+        self._forward_events()
+        await self._mouth.submit_ahead(n)
+        mouth = await self._mouth.mouth_for(n)
+        packet = await self._renderer.render(self._mouth.background(n), mouth, n * PTS_PER_FRAME)
+        await self._clock.sleep_until(self._clock.frame_due(n))
+        self.stats.frame_sent(asyncio.get_running_loop().time())
+        return packet
+
+    async def next_audio_frame(self) -> av.AudioFrame:
+        if self.closed:
+            raise MediaStreamError
+        k, _ = self._clock.take_chunk()
+        self._timeline.advance_to(k // CHUNKS_PER_FRAME)
+        self._forward_events()
+        samples = self._timeline.audio_chunk(k)
+        await self._clock.sleep_until(self._clock.chunk_due(k))
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = PLAYBACK_RATE
+        frame.pts = k * PLAYBACK_CHUNK_SAMPLES
+        frame.time_base = AUDIO_TIME_BASE
+        return frame
+
+    # -- speech -----------------------------------------------------------------------------
+    async def speak(self, data: bytes) -> Utterance:
+        """An audio file, queued after what is playing (see SpeechInput.speak)."""
+        return await self._speech.speak(data)
+
+    def live_feed(self, sample_rate: int, sample_format: str = "s16le", channels: int = 1) -> LiveFeed:
+        return self._speech.live_feed(sample_rate, sample_format, channels)
+
+    def interrupt(self) -> int:
+        dropped = self._speech.interrupt()
+        self._mouth.drop_all()
+        self._forward_events()
+        return dropped
+
+    def _forward_events(self) -> None:
+        events = self._timeline.events
+        while events:
+            event = events.popleft()
+            self.events.publish({
+                "type": event.kind, "utterance": event.utterance, "frame": event.frame,
+                "pts_ms": round(event.frame * FRAME_SECONDS * 1000, 1),
+            })
+
+    # -- state and lifecycle -------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "session_id": self.id,
+            "avatar": self.avatar.name,
+            "model": self.model.id,
+            "speaking": self.speaking,
+            "queued_seconds": round(self._timeline.queued_seconds(), 3),
+            "live_stalled_frames": self._timeline.stalled_frames,  # a live feed slower than real time
+            "inference_connected": self._mouth.connected,
+            "frame": self._clock.next_frame_number,
+            "stats": self.stats.snapshot(),
+        }
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """A task that belongs to this session and ends with it."""
+        task = asyncio.create_task(coroutine, name=f"{name}:{self.id[:8]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.ended.set()
+        self._speech.close()
+        self._forward_events()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._mouth.close()
+        await self._renderer.close()

@@ -1,0 +1,67 @@
+"""Per-session counters and stage timings, for the `stats` data channel; each count also feeds /metrics."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from media_server.metrics import EdgeMetrics
+
+
+class SessionStats:
+    """Medians over the last `window` frames; every count also feeds the edge's metrics."""
+
+    def __init__(self, metrics: EdgeMetrics | None = None, window: int = 50) -> None:
+        self._metrics = metrics
+        self._window = window
+        self.frames_sent = 0
+        self.speaking_frames = 0
+        self.late_frames = 0
+        self.skipped_frames = 0
+        self._stages: dict[str, deque[float]] = {}
+        self._sent_at: deque[float] = deque(maxlen=window)
+
+    def record(self, stage: str, ms: float) -> None:
+        self._stages.setdefault(stage, deque(maxlen=self._window)).append(ms)
+        if self._metrics is not None:
+            self._metrics.stage_seconds.labels(stage).observe(ms / 1000)
+
+    def frame_sent(self, at: float) -> None:
+        self.frames_sent += 1
+        self._sent_at.append(at)
+        if self._metrics is not None:
+            self._metrics.frames_sent.inc()
+
+    def speaking(self) -> None:
+        self.speaking_frames += 1
+        if self._metrics is not None:
+            self._metrics.speaking_frames.inc()
+
+    def late(self) -> None:
+        self.late_frames += 1
+        if self._metrics is not None:
+            self._metrics.late_frames.inc()
+
+    def skipped(self, frames: int) -> None:
+        self.skipped_frames += frames
+        if self._metrics is not None:
+            self._metrics.skipped_frames.inc(frames)
+
+    def fps(self) -> float:
+        if len(self._sent_at) < 2:
+            return 0.0
+        span = self._sent_at[-1] - self._sent_at[0]
+        return (len(self._sent_at) - 1) / span if span > 0 else 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        stages = {stage: round(float(np.median(values)), 3) for stage, values in self._stages.items() if values}
+        return {
+            "fps": round(self.fps(), 2),
+            "frames_sent": self.frames_sent,
+            "speaking_frames": self.speaking_frames,
+            "late_frames": self.late_frames,
+            "skipped_frames": self.skipped_frames,
+            "stages_ms": stages,
+        }

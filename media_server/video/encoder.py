@@ -1,0 +1,69 @@
+"""H.264 for live video, configured for it (aiortc's stock encoder is not).
+
+aiortc's built-in encoder uses x264's default preset, a 250-frame GOP and a
+thread per core per session. This one runs ultrafast + zerolatency, one thread,
+a keyframe at least every `keyframe_interval_s`, SPS/PPS repeated on keyframes
+(so a receiver can join or recover at any keyframe), and takes I420 frames as
+they are stored, with no colour conversion. aiortc sends its `av.Packet`s as-is.
+"""
+
+from __future__ import annotations
+
+import fractions
+
+import av
+import numpy as np
+
+from lipstream.timebase import VIDEO_FPS, VIDEO_TIME_BASE
+from media_server.config import VideoConfig
+
+
+class H264Encoder:
+    def __init__(self, width: int, height: int, config: VideoConfig) -> None:
+        keyint = max(1, int(round(config.keyframe_interval_s * VIDEO_FPS)))
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width = width
+        codec.height = height
+        codec.pix_fmt = "yuv420p"
+        codec.time_base = VIDEO_TIME_BASE
+        codec.framerate = fractions.Fraction(VIDEO_FPS, 1)
+        codec.bit_rate = config.bitrate_kbps * 1000
+        codec.thread_count = 1
+        codec.options = {
+            "preset": config.preset,
+            "tune": "zerolatency",
+            "profile": "baseline",  # constrained baseline: what every browser decodes
+            "level": "31",
+            "x264-params": (
+                f"keyint={keyint}:min-keyint={keyint}:scenecut=0:repeat-headers=1:"
+                f"vbv-maxrate={config.bitrate_kbps}:vbv-bufsize={config.bitrate_kbps // 2}"
+            ),
+        }
+        self._codec = codec
+        self._keyframe_requested = True
+        self.width = width
+        self.height = height
+
+    def request_keyframe(self) -> None:
+        """From the receiver's PLI/FIR: the next frame is a keyframe."""
+        self._keyframe_requested = True
+
+    def encode(self, frame_i420: np.ndarray, pts: int) -> av.Packet:
+        """One I420 frame (H*3/2 x W) -> one packet (zerolatency never holds frames back)."""
+        return self.encode_frame(av.VideoFrame.from_ndarray(frame_i420, format="yuv420p"), pts)
+
+    def encode_frame(self, frame: av.VideoFrame, pts: int) -> av.Packet:
+        frame.pts = pts
+        frame.time_base = VIDEO_TIME_BASE
+        if self._keyframe_requested:
+            frame.pict_type = av.video.frame.PictureType.I
+            self._keyframe_requested = False
+        packets = self._codec.encode(frame)
+        if not packets:
+            raise RuntimeError("x264 held a frame back: it must run with tune zerolatency")
+        packet = packets[0]
+        if len(packets) > 1:  # never seen with zerolatency; keep the stream whole if it happens
+            packet = av.Packet(b"".join(bytes(p) for p in packets))
+            packet.pts = pts
+        packet.time_base = VIDEO_TIME_BASE
+        return packet

@@ -1,0 +1,152 @@
+"""One viewer's RTCPeerConnection, bound to its session: the SDP answer, trickle ICE, its end.
+
+The transceivers are made first (aiortc as answerer binds the offer's m-lines to existing
+ones), H.264 is forced by codec preference before the offer is applied, and the answer
+carries all ICE candidates, so a client needs no trickle (it may still PATCH its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+    sdp,
+)
+
+from media_server.session.session import Session
+from media_server.webrtc.microphone import echo_microphone
+from media_server.webrtc.stats_channel import STATS_LABEL, send_stats
+from media_server.webrtc.tracks import AvatarVideoTrack, SpeechAudioTrack, route_keyframe_requests
+
+log = logging.getLogger(__name__)
+
+H264 = "video/h264"
+
+
+class BadOffer(ValueError):
+    """An SDP offer the edge cannot answer: not SDP, no video, no H.264."""
+
+
+class BadCandidate(ValueError):
+    """A trickled ICE candidate that cannot be parsed or added."""
+
+
+def require_sdp(offer_sdp: str) -> None:
+    """A first, cheap look (before an avatar is loaded for it): BadOffer unless it starts like SDP with media."""
+    if "m=" not in offer_sdp or not offer_sdp.lstrip().startswith("v="):
+        raise BadOffer("the offer is not an SDP description")
+
+
+def offered_kinds(offer_sdp: str) -> list[str]:
+    """The media kinds of the offer's m-lines; BadOffer if it is not SDP with a video m-line."""
+    require_sdp(offer_sdp)
+    try:
+        kinds = [media.kind for media in sdp.SessionDescription.parse(offer_sdp).media]
+    except Exception as exc:  # noqa: BLE001 - the SDP parser raises many types
+        raise BadOffer(f"the offer is not valid SDP: {exc}") from exc
+    if "video" not in kinds:
+        raise BadOffer("the offer has no video m-line")
+    return kinds
+
+
+def _answers_h264(answer_sdp: str) -> bool:
+    description = sdp.SessionDescription.parse(answer_sdp)
+    return any(
+        media.kind == "video" and media.port != 0 and any(c.mimeType.lower() == H264 for c in media.rtp.codecs)
+        for media in description.media
+    )
+
+
+class SessionPeer:
+    def __init__(
+        self,
+        session: Session,
+        ice_servers: list[str],
+        stats_interval_s: float,
+        on_ended: Callable[[], Awaitable[object]],
+    ) -> None:
+        self.session = session
+        self.connection = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(u) for u in ice_servers]))
+        self._stats_interval_s = stats_interval_s
+        self._on_ended = on_ended
+        self._connected = asyncio.Event()
+
+    async def answer(self, offer_sdp: str) -> str:
+        """The SDP answer to `offer_sdp`; BadOffer when it cannot be answered with H.264 video."""
+        kinds = offered_kinds(offer_sdp)
+        pc, session = self.connection, self.session
+        # Transceivers first, so the offer's m-lines bind to them; one only for kinds the
+        # offer has (an unmatched transceiver breaks aiortc's answer).
+        video = pc.addTransceiver(AvatarVideoTrack(session), direction="sendonly")
+        video.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() in (H264, "video/rtx")]
+        )
+        if "audio" in kinds:
+            pc.addTransceiver(SpeechAudioTrack(session), direction="sendrecv")
+        route_keyframe_requests(video.sender, session)
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_state)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            answer = await pc.createAnswer()
+        except Exception as exc:  # noqa: BLE001 - aiortc raises many types for SDP it cannot use
+            raise BadOffer(f"cannot use the offer: {exc}") from exc
+        if not _answers_h264(answer.sdp):
+            raise BadOffer("the offer does not accept H.264 video")
+        await pc.setLocalDescription(answer)
+        return pc.localDescription.sdp
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self.session.spawn(echo_microphone(self.session, track), "microphone")
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label == STATS_LABEL:
+            self.session.spawn(send_stats(self.session, channel, self._stats_interval_s), "stats")
+
+    async def _on_state(self) -> None:
+        state = self.connection.connectionState
+        if state == "connected":
+            self._connected.set()
+        elif state in ("failed", "closed"):
+            await self._on_ended()
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def add_candidates(self, fragment: str) -> int:
+        """Trickle ICE: the remote candidates of an SDP fragment (RFC 8840); how many were added."""
+        mid = None
+        added = 0
+        for line in fragment.splitlines():
+            if line.startswith("a=mid:"):
+                mid = line[6:].strip()
+            elif line.startswith("a=candidate:"):
+                try:
+                    candidate = sdp.candidate_from_sdp(line[2:].split(":", 1)[1])
+                except (ValueError, IndexError) as exc:
+                    raise BadCandidate(f"bad candidate line: {line}") from exc
+                candidate.sdpMid = mid
+                try:
+                    await self.connection.addIceCandidate(candidate)
+                except ValueError as exc:
+                    raise BadCandidate(f"cannot add the candidate: {exc}") from exc
+                added += 1
+        return added
+
+    async def close(self) -> None:
+        await self.connection.close()

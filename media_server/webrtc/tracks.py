@@ -1,0 +1,51 @@
+"""aiortc tracks that pull from a Session: pre-encoded H.264 video, 48 kHz speech audio."""
+
+from __future__ import annotations
+
+import av
+from aiortc import MediaStreamTrack, RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
+
+from media_server.session.session import Session
+
+# aiortc versions whose private attributes this package relies on (see route_keyframe_requests);
+# pyproject.toml caps aiortc below the next minor release, and a test checks the attribute is there.
+AIORTC_TESTED = ("1.16",)
+
+
+class AvatarVideoTrack(MediaStreamTrack):
+    """Hands aiortc finished `av.Packet`s (aiortc packetises them without re-encoding)."""
+
+    kind = "video"
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self._session = session
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self._session.next_video_packet()
+
+
+class SpeechAudioTrack(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self._session = session
+
+    async def recv(self) -> av.AudioFrame:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self._session.next_audio_frame()
+
+
+def route_keyframe_requests(sender: RTCRtpSender, session: Session) -> None:
+    """Make the receiver's PLI/FIR reach our encoder.
+
+    aiortc answers PLI/FIR by calling the sender's private `_send_keyframe()`, which only
+    affects aiortc's own encoder; with pre-encoded packets the request would be lost, and
+    aiortc has no public hook for it.
+    """
+    sender._send_keyframe = session.request_keyframe  # type: ignore[method-assign]

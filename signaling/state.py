@@ -1,0 +1,19 @@
+"""What every handler reaches through the application: the edge and its config."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from media_server.config import EdgeConfig
+from media_server.edge import Edge
+
+EDGE_KEY = web.AppKey("edge", Edge)
+CONFIG_KEY = web.AppKey("config", EdgeConfig)
+
+
+def edge_of(request: web.Request) -> Edge:
+    return request.app[EDGE_KEY]
+
+
+def config_of(request: web.Request) -> EdgeConfig:
+    return request.app[CONFIG_KEY]
