@@ -27,7 +27,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 FAKE_MICROPHONE = "--use-fake-device-for-media-stream"
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
-ARTIFACT = Path(__file__).parent / "artifacts" / "browser-speaking.png"
+ARTIFACT = Path(__file__).resolve().parents[1] / "artifacts" / "browser-speaking.png"
 # The bundled avatar's mouth, as fractions of the frame (x0, x1, y0, y1), found by diffing idle and speaking frames.
 MOUTH_BOX = (0.36, 0.48, 0.28, 0.36)
 # Long enough that the interrupt below still finds speech queued after the screenshots, which take

@@ -11,7 +11,7 @@ import pytest
 from inference_service.config import load_inference_config
 from media_server.config import load_edge_config
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize("service, content, field", [
