@@ -238,7 +238,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("edge", help="edge per-frame cost: lipstream path vs the naive path")
     parser.add_argument("--avatar", default="default", help="avatar name or directory (default: default)")
     parser.add_argument(
-        "--size", type=parse_size, action="append", metavar="WxH",
+        "--size",
+        type=parse_size,
+        action="append",
+        metavar="WxH",
         help=f"frame size, repeatable (default: {' '.join(DEFAULT_SIZES)})",
     )
     parser.add_argument(

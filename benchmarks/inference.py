@@ -33,14 +33,26 @@ OLD_WIRE_BYTES_PER_FRAME = (6 + 3) * 320 * 320 * 4
 
 def _start_server(model: str, batching: bool, port: int) -> subprocess.Popen:
     env = dict(os.environ)
-    env.update({
-        "LIPSTREAM_INFERENCE_REGISTRY__PRELOAD": f"[{model}]",
-        "LIPSTREAM_INFERENCE_SERVER__METRICS_PORT": "null",
-    })
+    env.update(
+        {
+            "LIPSTREAM_INFERENCE_REGISTRY__PRELOAD": f"[{model}]",
+            "LIPSTREAM_INFERENCE_SERVER__METRICS_PORT": "null",
+        }
+    )
     if not batching:
         env["LIPSTREAM_INFERENCE_BATCHING__MAX_BATCH"] = "1"
-    command = [sys.executable, "-m", "lipstream.cli", "--log-level", "WARNING", "inference",
-               "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "lipstream.cli",
+        "--log-level",
+        "WARNING",
+        "inference",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     return subprocess.Popen(command, env=env)
 
 
@@ -50,9 +62,14 @@ def _frame(model: str, crop_size: int, audio_shape: tuple[int, ...], rng: np.ran
     coarse = rng.integers(40, 216, (6, 6, 3), dtype=np.uint8)
     bgr = cv2.resize(coarse, (crop_size, crop_size), interpolation=cv2.INTER_LINEAR)
     audio = rng.uniform(-4, 4, audio_shape).astype(np.float16)
-    return pb.FrameRequest(model=model, compact=pb.CompactInput(
-        crop=cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes(), crop_format=pb.IMAGE_FORMAT_I420,
-        audio=audio.tobytes()))
+    return pb.FrameRequest(
+        model=model,
+        compact=pb.CompactInput(
+            crop=cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes(),
+            crop_format=pb.IMAGE_FORMAT_I420,
+            audio=audio.tobytes(),
+        ),
+    )
 
 
 async def _run_streams(port: int, template: pb.FrameRequest, streams: int, seconds: float) -> dict:
@@ -61,8 +78,10 @@ async def _run_streams(port: int, template: pb.FrameRequest, streams: int, secon
     batches: list[int] = []
     wire: list[int] = []
     errors = 0
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[
-        ("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]) as channel:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}",
+        options=[("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)],
+    ) as channel:
         stub = pb_grpc.LipSyncStub(channel)
         warm = stub.StreamInfer()
         await warm.write(template)
@@ -98,7 +117,8 @@ async def _run_streams(port: int, template: pb.FrameRequest, streams: int, secon
     compute_ms = float(np.median(compute_per_frame) * 1000) if compute_per_frame else 0.0
     p50 = float(np.percentile(lat_ms, 50))
     return {
-        "frames": len(latencies), "errors": errors,
+        "frames": len(latencies),
+        "errors": errors,
         "frames_per_s": len(latencies) / elapsed,
         "latency_ms": {"p50": p50, "p99": float(np.percentile(lat_ms, 99))},
         "mean_batch": float(np.mean(batches)) if batches else 0.0,

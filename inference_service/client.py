@@ -45,7 +45,8 @@ async def wait_until_serving(target: str, timeout_s: float) -> None:
 
     async with grpc.aio.insecure_channel(target) as channel:
         watch = health_pb2_grpc.HealthStub(channel).Watch(
-            health_pb2.HealthCheckRequest(), timeout=timeout_s, wait_for_ready=True)
+            health_pb2.HealthCheckRequest(), timeout=timeout_s, wait_for_ready=True
+        )
         try:
             async for reply in watch:
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -108,21 +109,30 @@ class Backoff:
 
 
 class InferenceClient:
-    def __init__(self, targets: Sequence[str], *, max_message_mb: float = 16.0,
-                 backoff_initial_s: float = 0.1, backoff_max_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        targets: Sequence[str],
+        *,
+        max_message_mb: float = 16.0,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+    ) -> None:
         limit = int(max_message_mb * 1024 * 1024)
         self.target = channel_target(list(targets))
-        self._channel = grpc.aio.insecure_channel(self.target, options=[
-            ("grpc.lb_policy_name", "round_robin"),
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            ("grpc.initial_reconnect_backoff_ms", int(backoff_initial_s * 1000)),
-            ("grpc.max_reconnect_backoff_ms", int(backoff_max_s * 1000)),
-            ("grpc.enable_retries", 1),
-            # Notice a dead peer that keeps the TCP connection (no RST) while streams are open.
-            ("grpc.keepalive_time_ms", 20_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
-        ])
+        self._channel = grpc.aio.insecure_channel(
+            self.target,
+            options=[
+                ("grpc.lb_policy_name", "round_robin"),
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.initial_reconnect_backoff_ms", int(backoff_initial_s * 1000)),
+                ("grpc.max_reconnect_backoff_ms", int(backoff_max_s * 1000)),
+                ("grpc.enable_retries", 1),
+                # Notice a dead peer that keeps the TCP connection (no RST) while streams are open.
+                ("grpc.keepalive_time_ms", 20_000),
+                ("grpc.keepalive_timeout_ms", 10_000),
+            ],
+        )
         self.stub = pb_grpc.LipSyncStub(self._channel)
         self._backoff = (backoff_initial_s, backoff_max_s)
 
@@ -136,8 +146,9 @@ class InferenceClient:
         return list(reply.models)
 
     async def server_info(self, timeout_s: float = 2.0, wait_for_ready: bool = False) -> pb.ServerInfo:
-        return await self.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=timeout_s,
-                                             wait_for_ready=wait_for_ready)
+        return await self.stub.GetServerInfo(
+            pb.GetServerInfoRequest(), timeout=timeout_s, wait_for_ready=wait_for_ready
+        )
 
     async def reachable(self, timeout_s: float = 1.0) -> bool:
         """Whether a server answers within `timeout_s`, waiting out a reconnect in progress."""

@@ -29,7 +29,8 @@ class RuntimeConfig(StrictModel):
     device_id: int = Field(0, ge=0)
     intra_op_threads: int = Field(0, ge=0, description="0 lets onnxruntime decide")
     allow_spinning: bool = Field(
-        False, description="let idle intra-op threads spin: lower latency, but a core burnt even when idle")
+        False, description="let idle intra-op threads spin: lower latency, but a core burnt even when idle"
+    )
 
 
 class BatchingConfig(StrictModel):
@@ -78,8 +79,10 @@ class ModelSpec(StrictModel):
 
 
 def _default_models() -> list[ModelSpec]:
-    return [ModelSpec(id=name, builtin=name, lookahead_frames=model.lookahead_frames)
-            for name, model in BUILTIN_MODELS.items()]
+    return [
+        ModelSpec(id=name, builtin=name, lookahead_frames=model.lookahead_frames)
+        for name, model in BUILTIN_MODELS.items()
+    ]
 
 
 class InferenceConfig(StrictModel):
@@ -112,7 +115,5 @@ class InferenceConfig(StrictModel):
 ENV_PREFIX = "LIPSTREAM_INFERENCE_"
 
 
-def load_inference_config(
-    path: Path | None, overrides: dict[str, object] | None = None
-) -> InferenceConfig:
+def load_inference_config(path: Path | None, overrides: dict[str, object] | None = None) -> InferenceConfig:
     return load_config(InferenceConfig, path, ENV_PREFIX, overrides)

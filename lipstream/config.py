@@ -65,7 +65,7 @@ def env_overrides(prefix: str, environ: Mapping[str, str] | None = None) -> dict
     for name, raw in environ.items():
         if not name.startswith(prefix):
             continue
-        dotted = name[len(prefix):].lower().replace("__", ".")
+        dotted = name[len(prefix) :].lower().replace("__", ".")
         if dotted:
             _set_path(tree, dotted, yaml.safe_load(raw) if raw != "" else "")
     return tree

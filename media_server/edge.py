@@ -46,8 +46,10 @@ class Edge:
         self.store = FrameStore(config.avatars.memory_budget_mb)
         targets = config.inference
         self.inference = InferenceClient(
-            targets.targets, max_message_mb=targets.max_message_mb,
-            backoff_initial_s=targets.backoff_initial_s, backoff_max_s=targets.backoff_max_s,
+            targets.targets,
+            max_message_mb=targets.max_message_mb,
+            backoff_initial_s=targets.backoff_initial_s,
+            backoff_max_s=targets.backoff_max_s,
         )
         self.metrics = EdgeMetrics()
         # Speech decoding and features for every session: bounded, and apart from the
@@ -121,7 +123,9 @@ class Edge:
         session_id = secrets.token_urlsafe(16)
         session = Session(session_id, secrets.token_urlsafe(24), avatar, model, self._services)
         peer = SessionPeer(
-            session, self.config.http.ice_servers, self.config.sessions.stats_interval_s,
+            session,
+            self.config.http.ice_servers,
+            self.config.sessions.stats_interval_s,
             on_ended=lambda: self.close_session(session_id),
         )
         try:

@@ -16,12 +16,14 @@ class EdgeMetrics:
         self.sessions = Gauge("lipstream_edge_sessions", "Live sessions", registry=r)
         self.sessions_created = Counter("lipstream_edge_sessions_created", "Sessions created", registry=r)
         self.frames_sent = Counter("lipstream_edge_frames_sent", "Video frames sent", registry=r)
-        self.speaking_frames = Counter("lipstream_edge_speaking_frames", "Frames that should move the lips",
-                                       registry=r)
-        self.late_frames = Counter("lipstream_edge_late_frames",
-                                   "Speaking frames shown idle because inference missed the deadline", registry=r)
-        self.skipped_frames = Counter("lipstream_edge_skipped_frames", "Frames skipped to catch up a stalled clock",
-                                      registry=r)
-        self.stage_seconds = Histogram("lipstream_edge_stage_seconds", "Per-frame time of each stage", ["stage"],
-                                       buckets=STAGE_BUCKETS, registry=r)
+        self.speaking_frames = Counter("lipstream_edge_speaking_frames", "Frames that should move the lips", registry=r)
+        self.late_frames = Counter(
+            "lipstream_edge_late_frames", "Speaking frames shown idle because inference missed the deadline", registry=r
+        )
+        self.skipped_frames = Counter(
+            "lipstream_edge_skipped_frames", "Frames skipped to catch up a stalled clock", registry=r
+        )
+        self.stage_seconds = Histogram(
+            "lipstream_edge_stage_seconds", "Per-frame time of each stage", ["stage"], buckets=STAGE_BUCKETS, registry=r
+        )
         self.utterances = Counter("lipstream_edge_utterances", "Utterances queued", ["kind"], registry=r)

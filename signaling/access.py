@@ -49,8 +49,9 @@ def presents(request: web.Request, secret: str) -> bool:
 def check_api_key(request: web.Request) -> None:
     key = config_of(request).http.api_key
     if key and not presents(request, key):
-        raise http_error(web.HTTPUnauthorized, "a valid API key is needed to create sessions",
-                         {"WWW-Authenticate": "Bearer"})
+        raise http_error(
+            web.HTTPUnauthorized, "a valid API key is needed to create sessions", {"WWW-Authenticate": "Bearer"}
+        )
 
 
 def named_session(request: web.Request) -> Session:

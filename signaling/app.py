@@ -16,19 +16,22 @@ from signaling.state import CONFIG_KEY, EDGE_KEY, config_of, edge_of
 
 
 async def avatars(request: web.Request) -> web.Response:
-    return web.json_response({"avatars": edge_of(request).catalogue.names(),
-                              "default": config_of(request).avatars.default})
+    return web.json_response(
+        {"avatars": edge_of(request).catalogue.names(), "default": config_of(request).avatars.default}
+    )
 
 
 async def health(request: web.Request) -> web.Response:
     edge = edge_of(request)
     reachable = await edge.inference.reachable()
-    return web.json_response({
-        "status": "ok" if reachable else "degraded",
-        "inference": {"reachable": reachable, "target": edge.inference.target},
-        "sessions": len(edge.sessions),
-        "max_sessions": edge.config.sessions.max_sessions,
-    })
+    return web.json_response(
+        {
+            "status": "ok" if reachable else "degraded",
+            "inference": {"reachable": reachable, "target": edge.inference.target},
+            "sessions": len(edge.sessions),
+            "max_sessions": edge.config.sessions.max_sessions,
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

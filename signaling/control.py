@@ -25,8 +25,9 @@ async def interrupt(request: web.Request) -> web.Response:
 
 
 def _too_large(limit: int, size: int, what: str) -> web.HTTPException:
-    return http_error(web.HTTPRequestEntityTooLarge, f"{what} over the {limit / 2**20:g} MB limit",
-                      max_size=limit, actual_size=size)
+    return http_error(
+        web.HTTPRequestEntityTooLarge, f"{what} over the {limit / 2**20:g} MB limit", max_size=limit, actual_size=size
+    )
 
 
 async def _speech_body(request: web.Request, limit: int) -> bytes:
@@ -51,7 +52,13 @@ async def speech(request: web.Request) -> web.Response:
     if not data:
         raise http_error(web.HTTPBadRequest, "no audio in the request body")
     utterance = await session.speak(data)
-    return web.json_response(status=202, data={
-        "utterance": utterance.id, "seconds": round(utterance.seconds, 3), "frames": utterance.frames,
-        "starts_at_frame": utterance.start, "queued_seconds": round(session.queued_seconds(), 3),
-    })
+    return web.json_response(
+        status=202,
+        data={
+            "utterance": utterance.id,
+            "seconds": round(utterance.seconds, 3),
+            "frames": utterance.frames,
+            "starts_at_frame": utterance.start,
+            "queued_seconds": round(session.queued_seconds(), 3),
+        },
+    )

@@ -32,8 +32,9 @@ ERROR_STATUS: dict[type[Exception], int] = {
 }
 
 
-def http_error(status: type[web.HTTPException], message: str, headers: dict[str, str] | None = None,
-               **details: int) -> web.HTTPException:
+def http_error(
+    status: type[web.HTTPException], message: str, headers: dict[str, str] | None = None, **details: int
+) -> web.HTTPException:
     """A JSON error body {"error": message}; `details` are extra constructor fields (e.g. 413's sizes)."""
     return status(text=json.dumps({"error": message}), content_type="application/json", headers=headers, **details)
 
@@ -45,6 +46,9 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except tuple(ERROR_STATUS) as exc:
         status = next(code for kind, code in ERROR_STATUS.items() if isinstance(exc, kind))
         if isinstance(exc, SessionLimit):
-            return web.json_response({"error": f"{exc}, retry in {RETRY_AFTER_S} s"}, status=status,
-                                     headers={"Retry-After": str(RETRY_AFTER_S)})
+            return web.json_response(
+                {"error": f"{exc}, retry in {RETRY_AFTER_S} s"},
+                status=status,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         return web.json_response({"error": str(exc)}, status=status)

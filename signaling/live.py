@@ -46,8 +46,9 @@ async def live_stream(request: web.Request) -> web.WebSocketResponse:
                     continue
                 if feed is None:
                     try:
-                        feed = session.live_feed(int(data["sample_rate"]), data.get("format", "s16le"),
-                                                 int(data.get("channels", 1)))
+                        feed = session.live_feed(
+                            int(data["sample_rate"]), data.get("format", "s16le"), int(data.get("channels", 1))
+                        )
                     except (KeyError, TypeError, ValueError) as exc:
                         await fail(f"bad stream header: {exc}", close=True)
                         break

@@ -32,12 +32,17 @@ async def whep_create(request: web.Request) -> web.Response:
         raise http_error(web.HTTPUnsupportedMediaType, "WHEP offers must be Content-Type: application/sdp")
     sdp = await request.text()
     session, answer = await edge_of(request).create_session(sdp, request.match_info["avatar"])
-    return web.Response(status=201, text=answer, content_type="application/sdp", headers={
-        "Location": f"/whep/sessions/{session.id}",
-        "X-Session-Id": session.id,
-        "X-Session-Token": session.token,
-        "Link": f'</sessions/{session.id}>; rel="lipstream-control"',
-    })
+    return web.Response(
+        status=201,
+        text=answer,
+        content_type="application/sdp",
+        headers={
+            "Location": f"/whep/sessions/{session.id}",
+            "X-Session-Id": session.id,
+            "X-Session-Token": session.token,
+            "Link": f'</sessions/{session.id}>; rel="lipstream-control"',
+        },
+    )
 
 
 async def whep_delete(request: web.Request) -> web.Response:

@@ -44,8 +44,9 @@ async def run_edge(config: EdgeConfig, stop: asyncio.Event) -> None:
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()
     warm = asyncio.create_task(_warm_default_avatar(edge, config.avatars.default))
-    log.info("edge on http://%s:%d (inference: %s)", config.http.host, config.http.port,
-             ", ".join(config.inference.targets))
+    log.info(
+        "edge on http://%s:%d (inference: %s)", config.http.host, config.http.port, ", ".join(config.inference.targets)
+    )
     try:
         await stop.wait()
     finally:
@@ -54,10 +55,15 @@ async def run_edge(config: EdgeConfig, stop: asyncio.Event) -> None:
 
 
 def _edge_config(args: argparse.Namespace, inference: list[str] | None) -> EdgeConfig:
-    return load_edge_config(args.config, {
-        "http.host": args.host, "http.port": args.port, "inference.targets": inference,
-        "avatars.directory": str(args.avatars) if getattr(args, "avatars", None) else None,
-    })
+    return load_edge_config(
+        args.config,
+        {
+            "http.host": args.host,
+            "http.port": args.port,
+            "inference.targets": inference,
+            "avatars.directory": str(args.avatars) if getattr(args, "avatars", None) else None,
+        },
+    )
 
 
 def _edge(args: argparse.Namespace) -> int:
@@ -75,8 +81,18 @@ def _serve(args: argparse.Namespace) -> int:
     """Inference in its own process (its own GIL and cores), the edge in this one."""
     inference_port = args.inference_port or free_port()
     config = _edge_config(args, [f"127.0.0.1:{inference_port}"])
-    command = [sys.executable, "-m", "lipstream.cli", "--log-level", args.log_level, "inference",
-               "--host", "127.0.0.1", "--port", str(inference_port)]
+    command = [
+        sys.executable,
+        "-m",
+        "lipstream.cli",
+        "--log-level",
+        args.log_level,
+        "inference",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(inference_port),
+    ]
     if args.inference_config:
         command += ["--config", str(args.inference_config)]
     if args.metrics_port is not None:
@@ -86,8 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
         stop = stop_on_signals()
         child = await asyncio.create_subprocess_exec(*command, env=dict(os.environ))
         try:
-            ready = asyncio.create_task(
-                wait_until_serving(f"127.0.0.1:{inference_port}", INFERENCE_START_TIMEOUT_S))
+            ready = asyncio.create_task(wait_until_serving(f"127.0.0.1:{inference_port}", INFERENCE_START_TIMEOUT_S))
             exited = asyncio.create_task(child.wait())
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait({ready, exited, stopped}, return_when=asyncio.FIRST_COMPLETED)

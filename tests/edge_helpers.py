@@ -36,8 +36,10 @@ async def running_edge(inference: bool = True, **sections: dict) -> AsyncIterato
     if inference:
         server = InferenceServer(make_config(registry={"preload": ["parametric-mouth"]}))
         await server.start()
-    data: dict = {"http": {"host": "127.0.0.1", "port": 0},
-                  "inference": {"targets": [f"127.0.0.1:{server.port if server else 1}"], "backoff_max_s": 0.5}}
+    data: dict = {
+        "http": {"host": "127.0.0.1", "port": 0},
+        "inference": {"targets": [f"127.0.0.1:{server.port if server else 1}"], "backoff_max_s": 0.5},
+    }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     config = EdgeConfig.model_validate(data)
@@ -102,8 +104,9 @@ async def _collect_audio(track, viewer: Viewer) -> None:
         viewer.audio.append((loop.time(), frame.pts, samples.reshape(-1).astype(np.int16)))
 
 
-async def connect_viewer(http: aiohttp.ClientSession, base: str, avatar: str = "default",
-                         whep: bool = False, microphone=None) -> Viewer:
+async def connect_viewer(
+    http: aiohttp.ClientSession, base: str, avatar: str = "default", whep: bool = False, microphone=None
+) -> Viewer:
     pc = RTCPeerConnection()
     viewer = Viewer(pc)
     pc.addTransceiver("video", direction="recvonly")
@@ -122,16 +125,18 @@ async def connect_viewer(http: aiohttp.ClientSession, base: str, avatar: str = "
 
     await pc.setLocalDescription(await pc.createOffer())
     if whep:
-        async with http.post(f"{base}/whep/{avatar}", data=pc.localDescription.sdp,
-                             headers={"Content-Type": "application/sdp"}) as response:
+        async with http.post(
+            f"{base}/whep/{avatar}", data=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
+        ) as response:
             assert response.status == 201, await response.text()
             answer = await response.text()
             viewer.session_id = response.headers["X-Session-Id"]
             viewer.token = response.headers["X-Session-Token"]
             assert response.headers["Location"] == f"/whep/sessions/{viewer.session_id}"
     else:
-        async with http.post(f"{base}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer",
-                                                     "avatar": avatar}) as response:
+        async with http.post(
+            f"{base}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", "avatar": avatar}
+        ) as response:
             assert response.status == 200, await response.text()
             body = await response.json()
             answer, viewer.session_id, viewer.token = body["sdp"], body["session_id"], body["token"]

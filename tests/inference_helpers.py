@@ -31,8 +31,11 @@ def write_tiny_model(path: Path, gain: float = 1.0, padding_bytes: int = 0) -> P
         helper.make_tensor("hi", TensorProto.FLOAT, [], [1.0]),
     ]
     if padding_bytes:
-        inits.append(helper.make_tensor("padding", TensorProto.FLOAT, [padding_bytes // 4],
-                                        np.zeros(padding_bytes // 4, np.float32)))
+        inits.append(
+            helper.make_tensor(
+                "padding", TensorProto.FLOAT, [padding_bytes // 4], np.zeros(padding_bytes // 4, np.float32)
+            )
+        )
     nodes = [
         helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["reference"]),
         helper.make_node("Mul", ["reference", "gain"], ["scaled"]),
@@ -77,12 +80,22 @@ def audio_bytes(shape: tuple[int, ...], value: float = 0.0) -> bytes:
     return np.full(shape, value, np.float16).tobytes()
 
 
-def compact_frame(frame_id: int, model: str, size: int, audio_shape: tuple[int, ...],
-                  crop: bytes | None = None, audio: bytes | None = None, **extra: int) -> pb.FrameRequest:
+def compact_frame(
+    frame_id: int,
+    model: str,
+    size: int,
+    audio_shape: tuple[int, ...],
+    crop: bytes | None = None,
+    audio: bytes | None = None,
+    **extra: int,
+) -> pb.FrameRequest:
     return pb.FrameRequest(
-        frame_id=frame_id, model=model,
-        compact=pb.CompactInput(crop=crop if crop is not None else i420_crop(size, seed=frame_id),
-                                crop_format=pb.IMAGE_FORMAT_I420,
-                                audio=audio if audio is not None else audio_bytes(audio_shape)),
+        frame_id=frame_id,
+        model=model,
+        compact=pb.CompactInput(
+            crop=crop if crop is not None else i420_crop(size, seed=frame_id),
+            crop_format=pb.IMAGE_FORMAT_I420,
+            audio=audio if audio is not None else audio_bytes(audio_shape),
+        ),
         **extra,
     )

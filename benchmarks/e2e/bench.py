@@ -114,7 +114,7 @@ def synthesize(segments: Sequence[Segment], seconds: float, rate: int = SPEECH_R
     t = np.arange(int(round(seconds * rate))) / rate
     gate = np.zeros(t.size, np.float32)
     for start, end in segments:
-        gate[int(start * rate):int(end * rate)] = 1.0
+        gate[int(start * rate) : int(end * rate)] = 1.0
     ramp = np.hanning(int(0.01 * rate) + 1)
     gate = np.convolve(gate, ramp / ramp.sum(), mode="same")  # 10 ms fades, no clicks
     pitch = 125.0 + 20.0 * np.sin(2 * np.pi * 1.7 * t)
@@ -167,8 +167,11 @@ class MouthMeter:
         top, left = min(b[0] for b in boxes), min(b[2] for b in boxes)
         self._window = (slice(top, max(b[1] for b in boxes)), slice(left, max(b[3] for b in boxes)))
         self._areas = [
-            (slice(r0 - top, r1 - top), slice(c0 - left, c1 - left),
-             np.ascontiguousarray(avatar.frames[index][r0:r1, c0:c1]))
+            (
+                slice(r0 - top, r1 - top),
+                slice(c0 - left, c1 - left),
+                np.ascontiguousarray(avatar.frames[index][r0:r1, c0:c1]),
+            )
             for index, (r0, r1, c0, c1) in zip(avatar.idle_sequence(), boxes, strict=True)
         ]
 
@@ -284,8 +287,10 @@ class Client:
         try:
             await asyncio.wait_for(arrived(), timeout)
         except TimeoutError:
-            raise BenchError(f"session {self.session_id[:8]}: frame {frame} did not arrive within {timeout:.0f} s "
-                             f"(last frame {self.last_frame})") from None
+            raise BenchError(
+                f"session {self.session_id[:8]}: frame {frame} did not arrive within {timeout:.0f} s "
+                f"(last frame {self.last_frame})"
+            ) from None
 
     async def close(self, http: aiohttp.ClientSession, base: str) -> None:
         """Hang up, and end the session on the edge at once (it would notice the hang-up only later)."""
@@ -375,13 +380,20 @@ class Services:
     async def start(self, http: aiohttp.ClientSession) -> None:
         inference_port, edge_port = free_port(), free_port()
         self.inference_target = f"127.0.0.1:{inference_port}"
-        self._spawn("inference", ["inference", "--host", "127.0.0.1", "--port", str(inference_port)], {
-            "LIPSTREAM_INFERENCE_SERVER__METRICS_PORT": "null",
-            "LIPSTREAM_INFERENCE_REGISTRY__PRELOAD": f"[{MODEL}]",
-        })
+        self._spawn(
+            "inference",
+            ["inference", "--host", "127.0.0.1", "--port", str(inference_port)],
+            {
+                "LIPSTREAM_INFERENCE_SERVER__METRICS_PORT": "null",
+                "LIPSTREAM_INFERENCE_REGISTRY__PRELOAD": f"[{MODEL}]",
+            },
+        )
         await self._until_started("inference", wait_until_serving(self.inference_target, INFERENCE_START_TIMEOUT_S))
-        edge = self._spawn("edge", ["edge", "--port", str(edge_port), "--inference", self.inference_target],
-                           {"LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS": str(self.max_sessions)})
+        edge = self._spawn(
+            "edge",
+            ["edge", "--port", str(edge_port), "--inference", self.inference_target],
+            {"LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS": str(self.max_sessions)},
+        )
         self.url = f"http://127.0.0.1:{edge_port}"
         await self._until_started("edge", self._edge_healthy(http, edge))
 
@@ -479,8 +491,9 @@ async def _session_state(http: aiohttp.ClientSession, base: str, client: Client)
         return await response.json()
 
 
-async def speak_and_interrupt(http: aiohttp.ClientSession, base: str, client: Client, utterance: Utterance,
-                              delays_s: tuple[float, float]) -> SessionRun:
+async def speak_and_interrupt(
+    http: aiohttp.ClientSession, base: str, client: Client, utterance: Utterance, delays_s: tuple[float, float]
+) -> SessionRun:
     """Upload the utterance, interrupt it in its sustained vowel, watch the return to idle.
 
     `delays_s` are waited before the upload and before the interrupt: random fractions of a
@@ -490,8 +503,11 @@ async def speak_and_interrupt(http: aiohttp.ClientSession, base: str, client: Cl
     await asyncio.sleep(delays_s[0])
     before = (await _session_state(http, base, client))["stats"]
     sent = loop.time()
-    async with http.post(f"{base}/sessions/{client.session_id}/speech", data=utterance.audio,
-                         headers={**client.auth(), "Content-Type": "audio/wav"}) as response:
+    async with http.post(
+        f"{base}/sessions/{client.session_id}/speech",
+        data=utterance.audio,
+        headers={**client.auth(), "Content-Type": "audio/wav"},
+    ) as response:
         if response.status != 202:
             raise BenchError(f"POST speech answered {response.status}: {await response.text()}")
         accepted = loop.time()
@@ -522,8 +538,10 @@ class VideoSeries:
 
     @classmethod
     def of(cls, client: Client, meter: MouthMeter) -> VideoSeries:
-        rows = [(client.frame_of(pts), decoded, client.video.arrival(pts, decoded), meter(client.frame_of(pts), crop),
-                 pts) for decoded, pts, crop in client.video_frames]
+        rows = [
+            (client.frame_of(pts), decoded, client.video.arrival(pts, decoded), meter(client.frame_of(pts), crop), pts)
+            for decoded, pts, crop in client.video_frames
+        ]
         frame, decoded, packet, motion, pts = (np.array(column) for column in zip(*rows, strict=True))
         return cls(frame.astype(np.int64), decoded, packet, motion, pts)
 
@@ -598,19 +616,24 @@ def av_offsets_ms(run: SessionRun, series: VideoSeries, burst_frames: int) -> di
     """A/V offset over the syllables on each time axis (see the module docstring)."""
     client = run.client
     inside = series.between(run.start, run.start + burst_frames)
-    audio_rows = np.array([(decoded, client.audio.arrival(pts, decoded), pts, rms)
-                           for decoded, pts, rms in client.audio_frames])
+    audio_rows = np.array(
+        [(decoded, client.audio.arrival(pts, decoded), pts, rms) for decoded, pts, rms in client.audio_frames]
+    )
     a_decoded, a_packet, a_pts, rms = audio_rows.T
     audio_centre, video_centre = 0.5 * 960 / AUDIO_CLOCK, 0.5 * FRAME_S
     motion = series.motion[inside]
     axes = {
         "packet_arrival": (series.packet[inside], a_packet),
         "decoded_arrival": (series.decoded[inside], a_decoded),
-        "rtp_sender_reports": (client.video.sender_origin() + series.pts[inside] / VIDEO_CLOCK,
-                               client.audio.sender_origin() + a_pts / AUDIO_CLOCK),
+        "rtp_sender_reports": (
+            client.video.sender_origin() + series.pts[inside] / VIDEO_CLOCK,
+            client.audio.sender_origin() + a_pts / AUDIO_CLOCK,
+        ),
     }
-    return {name: round(1000 * lag_seconds(video_t + video_centre, motion, audio_t + audio_centre, rms), 2)
-            for name, (video_t, audio_t) in axes.items()}
+    return {
+        name: round(1000 * lag_seconds(video_t + video_centre, motion, audio_t + audio_centre, rms), 2)
+        for name, (video_t, audio_t) in axes.items()
+    }
 
 
 def analyse(run: SessionRun, utterance: Utterance, meter: MouthMeter) -> dict[str, Any]:
@@ -648,17 +671,25 @@ def _median(values: Sequence[float | None]) -> float | None:
 FRAME_COUNTS = ("expected", "missing", "late_at_client", "server_late_frames", "server_speaking_frames")
 
 
-async def connect_clients(http: aiohttp.ClientSession, base: str, clients: list[Client], count: int,
-                          mouth: MouthMeter) -> None:
+async def connect_clients(
+    http: aiohttp.ClientSession, base: str, clients: list[Client], count: int, mouth: MouthMeter
+) -> None:
     """Up to `count` clients, every one receiving video with known frame numbers."""
     while len(clients) < count:
         clients.append(await connect_client(http, base, mouth))
-    await asyncio.gather(*(c.wait_frame(c.last_frame + SETTLE_FRAMES, SETTLE_FRAMES * FRAME_S + FRAME_WAIT_SLACK_S)
-                           for c in clients))
+    await asyncio.gather(
+        *(c.wait_frame(c.last_frame + SETTLE_FRAMES, SETTLE_FRAMES * FRAME_S + FRAME_WAIT_SLACK_S) for c in clients)
+    )
 
 
-async def idle_memory(http: aiohttp.ClientSession, services: Services, meter: ProcessMeter, clients: list[Client],
-                      most: int, mouth: MouthMeter) -> dict[str, Any]:
+async def idle_memory(
+    http: aiohttp.ClientSession,
+    services: Services,
+    meter: ProcessMeter,
+    clients: list[Client],
+    most: int,
+    mouth: MouthMeter,
+) -> dict[str, Any]:
     """Edge RSS with 0, 1 and `most` idle sessions, before any speech: an utterance's feature buffers,
     once freed, stay in the allocator's heap and would be counted against the sessions that follow."""
     rss = {0: await settle_rss_mb(meter, "edge")}
@@ -666,8 +697,11 @@ async def idle_memory(http: aiohttp.ClientSession, services: Services, meter: Pr
         await connect_clients(http, services.url, clients, count, mouth)
         rss[count] = await settle_rss_mb(meter, "edge")
     per_session = (rss[most] - rss[1]) / (most - 1) if most > 1 else rss[1] - rss[0]
-    return {"base": round(rss[0], 1), "per_session": round(per_session, 2),
-            "idle_sessions": {str(count): round(value, 1) for count, value in rss.items()}}
+    return {
+        "base": round(rss[0], 1),
+        "per_session": round(per_session, 2),
+        "idle_sessions": {str(count): round(value, 1) for count, value in rss.items()},
+    }
 
 
 @contextlib.contextmanager
@@ -682,8 +716,15 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-async def run_level(http: aiohttp.ClientSession, services: Services, meter: ProcessMeter, clients: list[Client],
-                    sessions: int, utterance: Utterance, mouth: MouthMeter) -> dict[str, Any]:
+async def run_level(
+    http: aiohttp.ClientSession,
+    services: Services,
+    meter: ProcessMeter,
+    clients: list[Client],
+    sessions: int,
+    utterance: Utterance,
+    mouth: MouthMeter,
+) -> dict[str, Any]:
     """Bring the clients up to `sessions`, then all of them speak at once (staggered within a second)."""
     await connect_clients(http, services.url, clients, sessions, mouth)
     rng = np.random.default_rng(sessions)
@@ -691,16 +732,26 @@ async def run_level(http: aiohttp.ClientSession, services: Services, meter: Proc
     rss_before = meter.rss_mb("edge")
     cpu_before, wall_before = meter.cpu_seconds(), time.monotonic()
     with collector_paused():
-        runs = await asyncio.gather(*(speak_and_interrupt(http, services.url, c, utterance, delay)
-                                      for c, delay in zip(clients, delays, strict=True)))
+        runs = await asyncio.gather(
+            *(
+                speak_and_interrupt(http, services.url, c, utterance, delay)
+                for c, delay in zip(clients, delays, strict=True)
+            )
+        )
     wall = time.monotonic() - wall_before
     cpu = {name: 100 * (spent - cpu_before[name]) / wall for name, spent in meter.cpu_seconds().items()}
     per_session = [analyse(run, utterance, mouth) for run in runs]
     bad = sum(s["server_late_frames"] + s["missing"] + s["late_at_client"] for s in per_session)
     speaking = sum(max(s["server_speaking_frames"], s["expected"]) for s in per_session)
     late_pct = 100 * bad / speaking
-    log.info("%d sessions: %.2f %% late or missing, CPU edge %.0f %% inference %.0f %% clients %.0f %%",
-             sessions, late_pct, cpu["edge"], cpu["inference"], cpu["clients"])
+    log.info(
+        "%d sessions: %.2f %% late or missing, CPU edge %.0f %% inference %.0f %% clients %.0f %%",
+        sessions,
+        late_pct,
+        cpu["edge"],
+        cpu["inference"],
+        cpu["clients"],
+    )
     return {
         "sessions": sessions,
         "late_frame_pct": round(late_pct, 3),
@@ -712,8 +763,9 @@ async def run_level(http: aiohttp.ClientSession, services: Services, meter: Proc
         "edge_rss_mb_after": round(meter.rss_mb("edge"), 1),
         "speech_to_lips_frames": _median([s["speech_to_lips_frames"] for s in per_session]),
         "interrupt_to_idle_frames": _median([s["interrupt"]["frames"] for s in per_session]),
-        "av_offset_ms": {axis: _median([s["av_offset_ms"][axis] for s in per_session])
-                         for axis in per_session[0]["av_offset_ms"]},
+        "av_offset_ms": {
+            axis: _median([s["av_offset_ms"][axis] for s in per_session]) for axis in per_session[0]["av_offset_ms"]
+        },
         "per_session": per_session,
     }
 
@@ -730,8 +782,11 @@ def session_levels(max_sessions: int, quick: bool) -> list[int]:
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on; the load average says how busy the shared machine was."""
     cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.exists() else []
+    models = (
+        [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        if cpuinfo.exists()
+        else []
+    )
     return {
         "cpu_count": os.cpu_count(),
         "cpu_model": models[0] if models else platform.processor(),
@@ -763,8 +818,9 @@ async def run_bench(options: Options) -> dict[str, Any]:
         try:
             await services.start(http)
             lookahead = await model_lookahead(services.inference_target, MODEL)
-            meter = ProcessMeter({"edge": services.pid("edge"), "inference": services.pid("inference"),
-                                  "clients": os.getpid()})
+            meter = ProcessMeter(
+                {"edge": services.pid("edge"), "inference": services.pid("inference"), "clients": os.getpid()}
+            )
             memory = await idle_memory(http, services, meter, clients, levels[-1], mouth)
             while len(clients) > 1:
                 await clients.pop().close(http, services.url)
@@ -787,13 +843,20 @@ def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "abs_av_offset_ms": (abs(result["av_offset_ms"]), "<=", 20),
         "rss_mb_per_session": (result["rss_mb"]["per_session"], "<=", 30),
     }
-    return {name: {"measured": value, "target": f"{sign} {goal}",
-                   "met": value >= goal if sign == ">=" else value <= goal}
-            for name, (value, sign, goal) in goals.items()}
+    return {
+        name: {"measured": value, "target": f"{sign} {goal}", "met": value >= goal if sign == ">=" else value <= goal}
+        for name, (value, sign, goal) in goals.items()
+    }
 
 
-def summarise(options: Options, levels: list[dict[str, Any]], memory: dict[str, Any], lookahead: int,
-              avatar: LoadedAvatar, load_before: float) -> dict[str, Any]:
+def summarise(
+    options: Options,
+    levels: list[dict[str, Any]],
+    memory: dict[str, Any],
+    lookahead: int,
+    avatar: LoadedAvatar,
+    load_before: float,
+) -> dict[str, Any]:
     """Capacity from the last level that held; latency and sync over every session of the levels that held."""
     held = [level for level in levels if level["holds"]]
     sessions = [session for level in (held or levels[:1]) for session in level["per_session"]]
@@ -814,8 +877,9 @@ def summarise(options: Options, levels: list[dict[str, Any]], memory: dict[str, 
         "speech_to_lips_frames": _median([s["speech_to_lips_frames"] for s in sessions]),
         "interrupt_to_idle_frames": _median([s["interrupt"]["frames"] for s in sessions]),
         "av_offset_ms": _median([s["av_offset_ms"]["packet_arrival"] for s in sessions]),
-        "av_offset_ms_by_axis": {axis: _median([s["av_offset_ms"][axis] for s in sessions])
-                                 for axis in sessions[0]["av_offset_ms"]},
+        "av_offset_ms_by_axis": {
+            axis: _median([s["av_offset_ms"][axis] for s in sessions]) for axis in sessions[0]["av_offset_ms"]
+        },
         "rss_mb": memory,
         "levels": levels,
         "definitions": DEFINITIONS,
@@ -826,21 +890,21 @@ def summarise(options: Options, levels: list[dict[str, Any]], memory: dict[str, 
 
 DEFINITIONS = {
     "arrival": "when the last RTP packet of a frame reached the client; aiortc's receiver adds a frame (it "
-               "releases a video frame when the next one's first packet arrives) and its audio jitter buffer",
+    "releases a video frame when the next one's first packet arrives) and its audio jitter buffer",
     "late_frame_pct": "per speaking frame, over every session of a level: the server's late_frames (shown idle, "
-                      "inference missed its deadline) + frames missing at the client (gaps in RTP timestamps) + "
-                      "frames arriving more than one frame (40 ms) after their slot (paced send time plus the "
-                      "session's median transit)",
+    "inference missed its deadline) + frames missing at the client (gaps in RTP timestamps) + "
+    "frames arriving more than one frame (40 ms) after their slot (paced send time plus the "
+    "session's median transit)",
     "capacity_sessions": "the largest level (1, 2, 4, 6, 8 ... sessions, all speaking) with late_frame_pct <= 1",
     "speech_to_lips_frames": "response to POST /speech received -> arrival of the first frame with an open mouth, "
-                             "at 25 fps; headline latencies and offsets: median over every session of the levels "
-                             "that held (latency_samples)",
+    "at 25 fps; headline latencies and offsets: median over every session of the levels "
+    "that held (latency_samples)",
     "interrupt_to_idle_frames": "POST /interrupt sent -> arrival of the first frame after the last open-mouth frame",
     "av_offset_ms": "lag of the mouth motion behind the audio RMS envelope at the peak of their cross-correlation, "
-                    "on arrival at the client; positive = video late. av_offset_ms_by_axis adds aiortc's decoded "
-                    "output and the sender's clock through RTCP sender reports",
+    "on arrival at the client; positive = video late. av_offset_ms_by_axis adds aiortc's decoded "
+    "output and the sender's clock through RTCP sender reports",
     "rss_mb.per_session": "edge RSS growth per extra idle session, between 1 and the most sessions of the run, "
-                          "measured before any speech",
+    "measured before any speech",
     "moving": f"mouth motion above max({MOVING_MIN:g}, {MOVING_OVER_IDLE:g} x the idle frames' 95th percentile)",
 }
 
@@ -870,10 +934,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("e2e", help="capacity, latency and A/V sync at real WebRTC clients")
     parser.add_argument("--json", type=Path, required=True, metavar="OUT", help="write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help="one and two sessions, short speech (about a minute)")
-    parser.add_argument("--max-sessions", type=_positive_int, metavar="N",
-                        help=f"most sessions tried (default {FULL_MAX_SESSIONS}; quick {QUICK_MAX_SESSIONS})")
-    parser.add_argument("--seconds", type=_seconds, metavar="S",
-                        help=f"syllables per session and level (default {FULL_SECONDS:g}; quick {QUICK_SECONDS:g})")
+    parser.add_argument(
+        "--max-sessions",
+        type=_positive_int,
+        metavar="N",
+        help=f"most sessions tried (default {FULL_MAX_SESSIONS}; quick {QUICK_MAX_SESSIONS})",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=_seconds,
+        metavar="S",
+        help=f"syllables per session and level (default {FULL_SECONDS:g}; quick {QUICK_SECONDS:g})",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -893,10 +965,14 @@ def _run(args: argparse.Namespace) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for level in result["levels"]:
-        print(f"{level['sessions']:>3} sessions: {level['late_frame_pct']:6.2f} % late, "
-              f"speech->lips {level['speech_to_lips_frames']} frames, interrupt->idle "
-              f"{level['interrupt_to_idle_frames']} frames, A/V {level['av_offset_ms']['packet_arrival']} ms, "
-              f"CPU {level['cpu_pct']}")
-    print(f"capacity {result['capacity_sessions']} sessions; edge RSS {result['rss_mb']['base']} MB "
-          f"+ {result['rss_mb']['per_session']} MB per session")
+        print(
+            f"{level['sessions']:>3} sessions: {level['late_frame_pct']:6.2f} % late, "
+            f"speech->lips {level['speech_to_lips_frames']} frames, interrupt->idle "
+            f"{level['interrupt_to_idle_frames']} frames, A/V {level['av_offset_ms']['packet_arrival']} ms, "
+            f"CPU {level['cpu_pct']}"
+        )
+    print(
+        f"capacity {result['capacity_sessions']} sessions; edge RSS {result['rss_mb']['base']} MB "
+        f"+ {result['rss_mb']['per_session']} MB per session"
+    )
     return 0

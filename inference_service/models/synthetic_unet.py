@@ -28,8 +28,15 @@ class Layers:
         self.rng = rng
 
     def conv(
-        self, x: str, cin: int, cout: int, kernel: int = 1, stride: int = 1, pad: int | None = None,
-        groups: int = 1, gain: float = 2.0,
+        self,
+        x: str,
+        cin: int,
+        cout: int,
+        kernel: int = 1,
+        stride: int = 1,
+        pad: int | None = None,
+        groups: int = 1,
+        gain: float = 2.0,
     ) -> str:
         """Conv with bias (a folded batch norm); variance gain 2 before a ReLU (He), 1 when linear."""
         fan_in = cin // groups * kernel * kernel
@@ -37,8 +44,12 @@ class Layers:
         bias = self.rng.normal(0.0, BIAS_STD, cout)
         pad = kernel // 2 if pad is None else pad
         return self.g.op(
-            "Conv", [x, self.g.const(weight), self.g.const(bias)],
-            kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4, group=groups,
+            "Conv",
+            [x, self.g.const(weight), self.g.const(bias)],
+            kernel_shape=[kernel, kernel],
+            strides=[stride, stride],
+            pads=[pad] * 4,
+            group=groups,
         )
 
     def relu6(self, x: str) -> str:

@@ -58,9 +58,15 @@ class PendingFrame(Generic[Payload, Result]):
 class Batcher(Generic[Payload, Result]):
     """`runner(payloads)` gives one result per payload; it runs in a worker thread."""
 
-    def __init__(self, name: str, runner: Callable[[list[Payload]], list[Result]], config: BatchingConfig,
-                 executor: Executor, on_batch: Callable[[int, float], None] | None = None,
-                 callers: Callable[[], int] = lambda: 2) -> None:
+    def __init__(
+        self,
+        name: str,
+        runner: Callable[[list[Payload]], list[Result]],
+        config: BatchingConfig,
+        executor: Executor,
+        on_batch: Callable[[int, float], None] | None = None,
+        callers: Callable[[], int] = lambda: 2,
+    ) -> None:
         self.name = name
         self._runner = runner
         self._config = config
@@ -76,8 +82,9 @@ class Batcher(Generic[Payload, Result]):
         self._run_estimate_s = 0.0
         self._collector = asyncio.create_task(self._collect(), name=f"batcher:{name}")
 
-    def submit(self, payload: Payload, received: float,
-               budget_s: float | None) -> asyncio.Future[tuple[Result, BatchTimings]]:
+    def submit(
+        self, payload: Payload, received: float, budget_s: float | None
+    ) -> asyncio.Future[tuple[Result, BatchTimings]]:
         """Queue one frame; the future resolves to (result, BatchTimings)."""
         future: asyncio.Future[tuple[Result, BatchTimings]] = asyncio.get_running_loop().create_future()
         expires = received + budget_s if budget_s else None

@@ -27,8 +27,9 @@ RawTensors = dict[str, np.ndarray]
 
 
 class InferenceEngine:
-    def __init__(self, config: InferenceConfig, metrics: InferenceMetrics,
-                 registry: ModelRegistry | None = None) -> None:
+    def __init__(
+        self, config: InferenceConfig, metrics: InferenceMetrics, registry: ModelRegistry | None = None
+    ) -> None:
         self.config = config
         self.metrics = metrics
         self._executor = ThreadPoolExecutor(config.batching.workers, thread_name_prefix="lipsync-run")
@@ -49,18 +50,24 @@ class InferenceEngine:
         finally:
             self._callers -= 1
 
-    def submit_compact(self, model: LoadedModel, frame: CompactFrame, received: float,
-                       budget_s: float | None) -> asyncio.Future[tuple[bytes, BatchTimings]]:
+    def submit_compact(
+        self, model: LoadedModel, frame: CompactFrame, received: float, budget_s: float | None
+    ) -> asyncio.Future[tuple[bytes, BatchTimings]]:
         batcher = self._batcher(self._compact, model, lambda frames: run_compact(model, frames))
         return batcher.submit(frame, received, budget_s)
 
-    def submit_raw(self, model: LoadedModel, tensors: RawTensors, received: float,
-                   budget_s: float | None) -> asyncio.Future[tuple[list[pb.Tensor], BatchTimings]]:
+    def submit_raw(
+        self, model: LoadedModel, tensors: RawTensors, received: float, budget_s: float | None
+    ) -> asyncio.Future[tuple[list[pb.Tensor], BatchTimings]]:
         batcher = self._batcher(self._raw, model, lambda frames: run_raw(model, frames))
         return batcher.submit(tensors, received, budget_s)
 
-    def _batcher(self, batchers: dict[str, tuple[LoadedModel, Batcher[Any, Any]]], model: LoadedModel,
-                 runner: Callable[[list[Any]], list[Any]]) -> Batcher[Any, Any]:
+    def _batcher(
+        self,
+        batchers: dict[str, tuple[LoadedModel, Batcher[Any, Any]]],
+        model: LoadedModel,
+        runner: Callable[[list[Any]], list[Any]],
+    ) -> Batcher[Any, Any]:
         model_id = model.spec.id
         entry = batchers.get(model_id)
         if entry is not None and entry[0] is model:
@@ -70,8 +77,9 @@ class InferenceEngine:
             self.metrics.batch_size.labels(model_id).observe(size)
             self.metrics.compute_time.labels(model_id).observe(seconds)
 
-        batcher: Batcher[Any, Any] = Batcher(model_id, runner, self.config.batching, self._executor, on_batch,
-                                             callers=lambda: self._callers)
+        batcher: Batcher[Any, Any] = Batcher(
+            model_id, runner, self.config.batching, self._executor, on_batch, callers=lambda: self._callers
+        )
         if entry is not None:
             self._retire(entry[1])
         batchers[model_id] = (model, batcher)

@@ -16,8 +16,12 @@ DTYPES: dict[int, np.dtype] = {
     pb.DTYPE_FLOAT32: np.dtype("<f4"),
     pb.DTYPE_INT64: np.dtype("<i8"),
 }
-ORT_TYPES = {"tensor(uint8)": pb.DTYPE_UINT8, "tensor(float16)": pb.DTYPE_FLOAT16,
-             "tensor(float)": pb.DTYPE_FLOAT32, "tensor(int64)": pb.DTYPE_INT64}
+ORT_TYPES = {
+    "tensor(uint8)": pb.DTYPE_UINT8,
+    "tensor(float16)": pb.DTYPE_FLOAT16,
+    "tensor(float)": pb.DTYPE_FLOAT32,
+    "tensor(int64)": pb.DTYPE_INT64,
+}
 _DTYPE_CODES = {dtype: code for code, dtype in DTYPES.items()}
 
 
@@ -50,7 +54,8 @@ def decode_raw(raw: pb.RawInput, expected: dict[str, TensorSignature]) -> dict[s
             raise LayoutError(f"{tensor.name or '<unnamed>'}: the model has no input of that name (inputs: {known})")
         if tensor.dtype != sig.dtype:
             raise LayoutError(
-                f"{tensor.name}: dtype {pb.DType.Name(tensor.dtype)}, model wants {pb.DType.Name(sig.dtype)}")
+                f"{tensor.name}: dtype {pb.DType.Name(tensor.dtype)}, model wants {pb.DType.Name(sig.dtype)}"
+            )
         shape = tuple(tensor.shape)
         if len(shape) != len(sig.shape) or any(w is not None and w != got for w, got in zip(sig.shape, shape)):
             wanted = [dim if dim is not None else "?" for dim in sig.shape]

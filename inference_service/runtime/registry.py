@@ -152,7 +152,8 @@ class ModelRegistry:
         outputs = [arg.name for arg in session.get_outputs()]
         if spec.output not in outputs:
             raise ModelLoadError(
-                f"model '{spec.id}': {path} has no output '{spec.output}' (outputs: {', '.join(outputs)})")
+                f"model '{spec.id}': {path} has no output '{spec.output}' (outputs: {', '.join(outputs)})"
+            )
         # The weights dominate a session's footprint; the file size is an honest lower bound.
         return SharedSession(path, session, provider, os.path.getsize(path), inputs, outputs)
 
@@ -163,8 +164,13 @@ class ModelRegistry:
         if shared is None:
             started = time.perf_counter()
             shared = await loop.run_in_executor(self._executor, self._open, spec, path)
-            log.info("loaded model %s from %s on %s in %.0f ms", spec.id, shared.path,
-                     shared.provider.in_use[0], (time.perf_counter() - started) * 1000)
+            log.info(
+                "loaded model %s from %s on %s in %.0f ms",
+                spec.id,
+                shared.path,
+                shared.provider.in_use[0],
+                (time.perf_counter() - started) * 1000,
+            )
         else:
             log.info("model %s shares the session of %s", spec.id, shared.path)
         # Claim the session before making room, so evicting its other users cannot drop it.

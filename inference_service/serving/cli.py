@@ -11,9 +11,14 @@ from inference_service.serving.server import serve_until_signalled
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_inference_config(args.config, {
-        "server.host": args.host, "server.port": args.port, "server.metrics_port": args.metrics_port,
-    })
+    config = load_inference_config(
+        args.config,
+        {
+            "server.host": args.host,
+            "server.port": args.port,
+            "server.metrics_port": args.metrics_port,
+        },
+    )
     asyncio.run(serve_until_signalled(config))
     return 0
 

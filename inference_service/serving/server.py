@@ -33,11 +33,13 @@ class InferenceServer:
         self.service = service or LipSyncService(config, self.metrics)
         self.health = health.aio.HealthServicer()
         limit = int(config.server.max_message_mb * 1024 * 1024)
-        self._server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),  # clients' keepalive
-        ])
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),  # clients' keepalive
+            ]
+        )
         pb_grpc.add_LipSyncServicer_to_server(self.service, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

@@ -29,8 +29,9 @@ STREAM_INFLIGHT = 64
 
 
 class LipSyncService(pb_grpc.LipSyncServicer):
-    def __init__(self, config: InferenceConfig, metrics: InferenceMetrics,
-                 registry: ModelRegistry | None = None) -> None:
+    def __init__(
+        self, config: InferenceConfig, metrics: InferenceMetrics, registry: ModelRegistry | None = None
+    ) -> None:
         self.config = config
         self.metrics = metrics
         self.engine = InferenceEngine(config, metrics, registry)
@@ -42,8 +43,9 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         self.metrics.failures.labels(request.model, code.name).inc()
         return pb.FrameResult(frame_id=request.frame_id, error=pb.Error(code=code.value[0], message=message))
 
-    def _submit(self, model: LoadedModel, request: pb.FrameRequest, received: float,
-                budget_s: float | None) -> tuple[asyncio.Future[tuple[Any, BatchTimings]], int]:
+    def _submit(
+        self, model: LoadedModel, request: pb.FrameRequest, received: float, budget_s: float | None
+    ) -> tuple[asyncio.Future[tuple[Any, BatchTimings]], int]:
         """Validate and queue one frame; returns the batcher's future and the output format."""
         if request.budget_us:
             frame_budget = request.budget_us / 1e6
@@ -57,9 +59,14 @@ class LipSyncService(pb_grpc.LipSyncServicer):
             return self.engine.submit_raw(model, tensors, received, budget_s), pb.IMAGE_FORMAT_UNSPECIFIED
         raise LayoutError("input: the frame carries neither a compact nor a raw input")
 
-    async def _complete(self, request: pb.FrameRequest, model: LoadedModel,
-                        future: asyncio.Future[tuple[Any, BatchTimings]], out_format: int,
-                        received: float) -> pb.FrameResult:
+    async def _complete(
+        self,
+        request: pb.FrameRequest,
+        model: LoadedModel,
+        future: asyncio.Future[tuple[Any, BatchTimings]],
+        out_format: int,
+        received: float,
+    ) -> pb.FrameResult:
         try:
             output, timings = await future
         except Exception as exc:  # noqa: BLE001 - every failure is reported on its frame
@@ -94,16 +101,21 @@ class LipSyncService(pb_grpc.LipSyncServicer):
             return done
         return self._complete(request, model, future, out_format, received)
 
-    def _result(self, frame_id: int, model: LoadedModel, output: Any, out_format: int,
-                timings: BatchTimings, received: float) -> pb.FrameResult:
+    def _result(
+        self, frame_id: int, model: LoadedModel, output: Any, out_format: int, timings: BatchTimings, received: float
+    ) -> pb.FrameResult:
         total = time.perf_counter() - received
         model_id = model.spec.id
         self.metrics.latency.labels(model_id).observe(total)
         self.metrics.queue_time.labels(model_id).observe(timings.queue_us / 1e6)
         result = pb.FrameResult(
             frame_id=frame_id,
-            timings=pb.Timings(queue_us=timings.queue_us, compute_us=timings.compute_us,
-                               batch_size=timings.batch_size, total_us=int(total * 1e6)),
+            timings=pb.Timings(
+                queue_us=timings.queue_us,
+                compute_us=timings.compute_us,
+                batch_size=timings.batch_size,
+                total_us=int(total * 1e6),
+            ),
         )
         if out_format != pb.IMAGE_FORMAT_UNSPECIFIED:
             result.mouth = output
@@ -113,8 +125,9 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         return result
 
     # -- RPCs ---------------------------------------------------------------
-    async def StreamInfer(self, request_iterator: AsyncIterator[pb.FrameRequest],
-                          context: grpc.aio.ServicerContext) -> AsyncIterator[pb.FrameResult]:
+    async def StreamInfer(
+        self, request_iterator: AsyncIterator[pb.FrameRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.FrameResult]:
         pending: asyncio.Queue[Awaitable[pb.FrameResult] | None] = asyncio.Queue(STREAM_INFLIGHT)
         budget = context.time_remaining()
 
@@ -143,8 +156,9 @@ class LipSyncService(pb_grpc.LipSyncServicer):
             results = await asyncio.gather(*(self.process(frame, received, budget) for frame in request.frames))
         for result in results:
             if result.HasField("error"):
-                await context.abort(STATUS_BY_NUMBER[result.error.code],
-                                    f"frame {result.frame_id}: {result.error.message}")
+                await context.abort(
+                    STATUS_BY_NUMBER[result.error.code], f"frame {result.frame_id}: {result.error.message}"
+                )
         return pb.InferResponse(results=results)
 
     async def LoadModel(self, request: pb.LoadModelRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
@@ -154,29 +168,36 @@ class LipSyncService(pb_grpc.LipSyncServicer):
             await context.abort(*status_of(exc))
         return self._model_info(model.spec.id)
 
-    async def UnloadModel(self, request: pb.UnloadModelRequest,
-                          context: grpc.aio.ServicerContext) -> pb.UnloadModelResponse:
+    async def UnloadModel(
+        self, request: pb.UnloadModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UnloadModelResponse:
         try:
             was_loaded = await self.registry.unload(request.model)
         except Exception as exc:  # noqa: BLE001 - every failure has its status
             await context.abort(*status_of(exc))
         return pb.UnloadModelResponse(was_loaded=was_loaded)
 
-    async def ListModels(self, request: pb.ListModelsRequest,
-                         context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=[self._model_info(model_id) for model_id in self.registry.specs])
 
-    async def GetServerInfo(self, request: pb.GetServerInfoRequest,
-                            context: grpc.aio.ServicerContext) -> pb.ServerInfo:
+    async def GetServerInfo(self, request: pb.GetServerInfoRequest, context: grpc.aio.ServicerContext) -> pb.ServerInfo:
         return self.server_info()
 
     # -- introspection ------------------------------------------------------
     def _model_info(self, model_id: str) -> pb.ModelInfo:
         spec = self.registry.spec(model_id)
         layout = pb.ModelLayout(
-            crop_size=spec.crop_size, channel_order=spec.channel_order, mask=list(spec.mask),
-            masked_first=spec.masked_first, audio_shape=list(spec.audio_shape), image_input=spec.image_input,
-            audio_input=spec.audio_input, output=spec.output, lookahead_frames=spec.lookahead_frames,
+            crop_size=spec.crop_size,
+            channel_order=spec.channel_order,
+            mask=list(spec.mask),
+            masked_first=spec.masked_first,
+            audio_shape=list(spec.audio_shape),
+            image_input=spec.image_input,
+            audio_input=spec.audio_input,
+            output=spec.output,
+            lookahead_frames=spec.lookahead_frames,
         )
         info = pb.ModelInfo(id=spec.id, source=spec.source, layout=layout)
         model = next((m for m in self.registry.loaded() if m.spec.id == model_id), None)
@@ -209,8 +230,11 @@ class LipSyncService(pb_grpc.LipSyncServicer):
             devices=devices,
             loaded_models=[self._model_info(model.spec.id) for model in loaded],
             capacity=pb.Capacity(
-                max_batch=batching.max_batch, max_queue_delay_us=batching.max_queue_delay_us,
-                workers=batching.workers, queue_size=batching.queue_size, max_models=limits.max_models,
+                max_batch=batching.max_batch,
+                max_queue_delay_us=batching.max_queue_delay_us,
+                workers=batching.workers,
+                queue_size=batching.queue_size,
+                max_models=limits.max_models,
                 max_memory_bytes=int(limits.max_memory_mb * 1024 * 1024),
                 max_message_bytes=int(self.config.server.max_message_mb * 1024 * 1024),
             ),

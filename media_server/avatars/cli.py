@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare = commands.add_parser("prepare", help="build an avatar from a video or a photo")
     prepare.add_argument("input", type=Path, help="a video (any FFmpeg format) or a photo")
     prepare.add_argument("--name", required=True, help="the avatar's name")
-    prepare.add_argument("--out", type=Path, default=None, help="output directory (default: the avatars directory's NAME)")
+    prepare.add_argument(
+        "--out", type=Path, default=None, help="output directory (default: the avatars directory's NAME)"
+    )
     prepare.add_argument("--fps", type=int, default=VIDEO_FPS, help=f"frame rate of the avatar (default {VIDEO_FPS})")
     _add_directory_arguments(prepare)
     prepare.set_defaults(handler=_prepare)

@@ -129,7 +129,11 @@ class FrameStore:
             self._evict(keep=key)
         log.info(
             "loaded avatar %s: %d frames %dx%d, %.1f MB",
-            avatar.name, avatar.n_frames, avatar.width, avatar.height, avatar.nbytes / 2**20,
+            avatar.name,
+            avatar.n_frames,
+            avatar.width,
+            avatar.height,
+            avatar.nbytes / 2**20,
         )
         pending.set_result(avatar)
         return avatar

@@ -82,8 +82,13 @@ class Session:
         )
         self._renderer = Renderer(avatar, services.video, self.stats, f"session-{session_id[:8]}")
         self._speech = SpeechInput(
-            self._timeline, services.extractor, model.lookahead_frames, services.speech_executor, config,
-            self.stats, services.metrics,
+            self._timeline,
+            services.extractor,
+            model.lookahead_frames,
+            services.speech_executor,
+            config,
+            self.stats,
+            services.metrics,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -147,10 +152,14 @@ class Session:
         events = self._timeline.events
         while events:
             event = events.popleft()
-            self.events.publish({
-                "type": event.kind, "utterance": event.utterance, "frame": event.frame,
-                "pts_ms": round(event.frame * FRAME_SECONDS * 1000, 1),
-            })
+            self.events.publish(
+                {
+                    "type": event.kind,
+                    "utterance": event.utterance,
+                    "frame": event.frame,
+                    "pts_ms": round(event.frame * FRAME_SECONDS * 1000, 1),
+                }
+            )
 
     # -- state and lifecycle -------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -72,8 +72,7 @@ class AveEncoder:
         fixed_batch = inputs[0].shape[0] if inputs and isinstance(inputs[0].shape[0], int) else None
         if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, N_MELS, MEL_SPAN]:
             raise EncoderError(
-                f"audio encoder '{path}' must take one [B,1,{N_MELS},{MEL_SPAN}] input, "
-                f"got {[i.shape for i in inputs]}"
+                f"audio encoder '{path}' must take one [B,1,{N_MELS},{MEL_SPAN}] input, got {[i.shape for i in inputs]}"
             )
         if not outputs or list(outputs[0].shape[1:]) != [VECTOR_SIZE]:
             raise EncoderError(f"audio encoder '{path}' must output [B,{VECTOR_SIZE}], got {outputs[0].shape}")
@@ -98,5 +97,3 @@ class AveEncoder:
                 )
             vectors[start : start + count] = result[:count]
         return vectors
-
-

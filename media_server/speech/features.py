@@ -61,5 +61,3 @@ class FeatureExtractor:
     def windows(self, samples_16k: np.ndarray) -> np.ndarray:
         """[N,32,16,16] model inputs, one per video frame."""
         return model_windows(self.vectors(samples_16k))
-
-

@@ -108,5 +108,3 @@ def mel_windows(mel: np.ndarray, starts: np.ndarray) -> np.ndarray:
     if shortfall > 0:
         mel = np.pad(mel, ((0, 0), (0, shortfall)), constant_values=SILENCE)
     return sliding_window_view(mel, MEL_SPAN, axis=1).transpose(1, 0, 2)[starts]
-
-

@@ -69,8 +69,7 @@ class Utterance:
     @classmethod
     def from_file(cls, vectors: np.ndarray, playback: np.ndarray, samples_16k: int) -> Utterance:
         windows = model_windows(vectors)
-        utterance = cls("file", samples_16k=samples_16k, finished=True, received=len(windows),
-                        _file_windows=windows)
+        utterance = cls("file", samples_16k=samples_16k, finished=True, received=len(windows), _file_windows=windows)
         utterance.playback = PlaybackBuffer(_fit(playback, len(windows) * PLAYBACK_SAMPLES_PER_FRAME))
         return utterance
 

@@ -22,8 +22,16 @@ from edge_helpers import RunningEdge, running_edge
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 FAKE_MICROPHONE = "--use-fake-device-for-media-stream"
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
@@ -69,8 +77,7 @@ async def chromium(*extra_flags: str) -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def until(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], what: str,
-                timeout: float = 5.0) -> T:
+async def until(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], what: str, timeout: float = 5.0) -> T:
     """Poll something only the page knows (its RTC stats, its overlay) until it is acceptable."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -110,8 +117,9 @@ def mouth_motion(shot: np.ndarray, reference: np.ndarray) -> float:
     half = (w // 2, h // 2)
     warp = np.eye(2, 3, dtype=np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
-    _, warp = cv2.findTransformECC(cv2.resize(reference, half), cv2.resize(shot, half), warp,
-                                   cv2.MOTION_AFFINE, criteria, None, 5)
+    _, warp = cv2.findTransformECC(
+        cv2.resize(reference, half), cv2.resize(shot, half), warp, cv2.MOTION_AFFINE, criteria, None, 5
+    )
     warp[:, 2] *= 2
     aligned = cv2.warpAffine(shot, warp, (w, h), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP)
     x0, x1, y0, y1 = MOUTH_BOX
@@ -157,20 +165,28 @@ async def test_page_plays_h264_speaks_an_upload_and_shows_live_latency() -> None
         assert len(edge.edge.sessions) == 1
 
         # The avatar plays at once: H.264 frames decoded, and more of them a moment later.
-        first = await until(lambda: page.evaluate(INBOUND_VIDEO), lambda v: v is not None and v["frames"] > 0,
-                            "decoded video frames")
+        first = await until(
+            lambda: page.evaluate(INBOUND_VIDEO), lambda v: v is not None and v["frames"] > 0, "decoded video frames"
+        )
         assert first["codec"].lower() == "video/h264"
-        await until(lambda: page.evaluate(INBOUND_VIDEO), lambda v: v["frames"] >= first["frames"] + 10,
-                    "the decoded frame count to grow")
+        await until(
+            lambda: page.evaluate(INBOUND_VIDEO),
+            lambda v: v["frames"] >= first["frames"] + 10,
+            "the decoded frame count to grow",
+        )
 
         # The overlay shows the browser's and the server's numbers, live.
         assert await page.is_visible("#overlay")
         await until(lambda: metric(page, "codec"), lambda text: "H264" in text, "the codec in the overlay")
         await until(lambda: metric(page, "fps"), lambda text: (number(text) or 0) > 0, "a frame rate in the overlay")
-        encode = await until(lambda: metric(page, "server_encode_ms"), lambda text: number(text) is not None,
-                             "the server's encode time in the overlay")
-        await until(lambda: metric(page, "server_encode_ms"), lambda text: text != encode,
-                    "the server's encode time to update")
+        encode = await until(
+            lambda: metric(page, "server_encode_ms"),
+            lambda text: number(text) is not None,
+            "the server's encode time in the overlay",
+        )
+        await until(
+            lambda: metric(page, "server_encode_ms"), lambda text: text != encode, "the server's encode time to update"
+        )
 
         # "L" hides the overlay, so the video alone is compared while idle and while speaking.
         await page.keyboard.press("l")
@@ -255,7 +271,9 @@ async def test_echo_mode_reconnects_with_the_microphone_and_speaks_it() -> None:
         await page.click("#mic")
         await page.wait_for_function(
             "old => ![null, old].includes(window.lipstream.sessionId) && document.body.dataset.state === 'connected'",
-            arg=without_microphone, timeout=15_000)
+            arg=without_microphone,
+            timeout=15_000,
+        )
         assert await page.get_attribute("#mic", "aria-pressed") == "true"
         with_microphone = await page.evaluate("window.lipstream.sessionId")
         assert list(edge.edge.sessions) == [with_microphone]

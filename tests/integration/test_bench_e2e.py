@@ -13,8 +13,19 @@ import pytest
 from benchmarks.e2e.bench import lag_seconds, random_syllables
 from lipstream.cli import build_parser
 
-TOP_LEVEL = {"bench", "capacity_sessions", "late_frame_pct", "speech_to_lips_frames", "interrupt_to_idle_frames",
-             "av_offset_ms", "rss_mb", "machine", "levels", "model_lookahead_frames", "targets"}
+TOP_LEVEL = {
+    "bench",
+    "capacity_sessions",
+    "late_frame_pct",
+    "speech_to_lips_frames",
+    "interrupt_to_idle_frames",
+    "av_offset_ms",
+    "rss_mb",
+    "machine",
+    "levels",
+    "model_lookahead_frames",
+    "targets",
+}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -40,8 +51,13 @@ def test_quick_run_reports_capacity_latency_sync_and_memory(tmp_path: Path) -> N
         assert math.isfinite(offset) and abs(offset) < 200
     assert result["av_offset_ms"] == result["av_offset_ms_by_axis"]["packet_arrival"]
     assert result["rss_mb"]["base"] > 0 and math.isfinite(result["rss_mb"]["per_session"])
-    assert set(result["targets"]) == {"capacity_sessions", "speech_to_lips_frames", "interrupt_to_idle_frames",
-                                      "abs_av_offset_ms", "rss_mb_per_session"}
+    assert set(result["targets"]) == {
+        "capacity_sessions",
+        "speech_to_lips_frames",
+        "interrupt_to_idle_frames",
+        "abs_av_offset_ms",
+        "rss_mb_per_session",
+    }
 
     single = result["levels"][0]
     assert single["frames"]["expected"] > 0 and single["cpu_pct"]["edge"] > 0
@@ -60,7 +76,7 @@ def test_lag_is_found_with_sub_frame_resolution(lag_ms: float) -> None:
     t = np.arange(0.0, 12.0, 0.001)
     voiced = np.zeros(t.size)
     for start, end in random_syllables(12.0, seed=3):
-        voiced[int(start * 1000):int(end * 1000)] = 1.0
+        voiced[int(start * 1000) : int(end * 1000)] = 1.0
     fade = np.hanning(31)
     voiced = np.convolve(voiced, fade / fade.sum(), mode="same")
     audio_t = np.arange(0.0, 12.0, 0.02) + 0.01
@@ -70,13 +86,17 @@ def test_lag_is_found_with_sub_frame_resolution(lag_ms: float) -> None:
     assert lag_seconds(video_t, mouth, audio_t, audio) * 1000 == pytest.approx(lag_ms, abs=2.0)
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--max-sessions", "0"], "--max-sessions must be at least 1"),
-    (["--seconds", "1"], "--seconds must be between"),
-    (["--seconds", "soon"], "--seconds must be a number"),
-])
-def test_bad_arguments_exit_2_naming_the_flag(argv: list[str], message: str,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-sessions", "0"], "--max-sessions must be at least 1"),
+        (["--seconds", "1"], "--seconds must be between"),
+        (["--seconds", "soon"], "--seconds must be a number"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_flag(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         parse(["e2e", "--json", "out.json", *argv])
     assert exit_info.value.code == 2

@@ -48,7 +48,7 @@ def motion_around_speech_start(avatar: LoadedAvatar, viewer: Viewer, frames: int
     """Mouth motion before the first utterance (idle) and over its first `frames` frames."""
     motion = mouth_motion(avatar, viewer.video_frames)
     start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
-    return motion[:max(0, start - 2)], motion[start:start + frames]
+    return motion[: max(0, start - 2)], motion[start : start + frames]
 
 
 async def speak(http: aiohttp.ClientSession, url: str, viewer: Viewer, audio: bytes) -> dict:
@@ -85,7 +85,7 @@ async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
         motion = mouth_motion(avatar, frames)
         start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
         end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
-        idle_before, speaking, idle_after = motion[5:start - 2], motion[start:end], motion[end + 3:]
+        idle_before, speaking, idle_after = motion[5 : start - 2], motion[start:end], motion[end + 3 :]
         assert idle_before.max() < 4 and idle_after.max() < 4, "the mouth moved in silence"
         assert np.percentile(speaking, 90) > 12, "speech did not move the mouth"
         # Voiced and silent bursts of 0.25 s: the lips follow them.
@@ -150,7 +150,7 @@ async def test_websocket_pcm_feed_drives_the_lips() -> None:
                 assert (await ws.receive_json())["type"] == "ready"
                 chunk = rate // 10 * 2  # 100 ms, sent in real time like a live TTS
                 for offset in range(0, len(pcm), chunk):
-                    await ws.send_bytes(pcm[offset:offset + chunk])
+                    await ws.send_bytes(pcm[offset : offset + chunk])
                     await asyncio.sleep(0.1)
                 await ws.send_str(json.dumps({"type": "end"}))
                 assert (await ws.receive_json())["type"] == "ended"
@@ -198,19 +198,22 @@ async def test_signaling_errors(whep: bool) -> None:
         if whep:
             async with http.post(f"{url}/whep/default", data="v=0", headers={"Content-Type": "text/plain"}) as r:
                 assert r.status == 415
-            async with http.post(f"{url}/whep/default", data="garbage",
-                                 headers={"Content-Type": "application/sdp"}) as r:
+            async with http.post(
+                f"{url}/whep/default", data="garbage", headers={"Content-Type": "application/sdp"}
+            ) as r:
                 assert r.status == 400 and "error" in await r.json()
-            async with http.post(f"{url}/whep/nobody", data="v=0\r\nm=video 9 UDP 96\r\n",
-                                 headers={"Content-Type": "application/sdp"}) as r:
+            async with http.post(
+                f"{url}/whep/nobody", data="v=0\r\nm=video 9 UDP 96\r\n", headers={"Content-Type": "application/sdp"}
+            ) as r:
                 assert r.status == 404 and "no such avatar" in (await r.json())["error"]
         else:
             async with http.post(f"{url}/offer", data="{not json") as r:
                 assert r.status == 400
             async with http.post(f"{url}/offer", json={"sdp": "nonsense", "type": "offer"}) as r:
                 assert r.status == 400
-            async with http.post(f"{url}/offer", json={"sdp": "v=0\r\nm=video", "type": "offer",
-                                                       "avatar": "../etc"}) as r:
+            async with http.post(
+                f"{url}/offer", json={"sdp": "v=0\r\nm=video", "type": "offer", "avatar": "../etc"}
+            ) as r:
                 assert r.status == 404
         viewer = await connect_viewer(http, url, whep=whep)
         try:
@@ -250,7 +253,7 @@ class SpeakingMicrophone(MediaStreamTrack):
         loop = asyncio.get_running_loop()
         self._start = self._start or loop.time()
         await asyncio.sleep(max(0.0, self._start + self._index * 0.02 - loop.time()))
-        chunk = self._pcm[self._index * 960:(self._index + 1) * 960]
+        chunk = self._pcm[self._index * 960 : (self._index + 1) * 960]
         if chunk.size < 960:
             chunk = np.zeros(960, np.int16)
         frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")

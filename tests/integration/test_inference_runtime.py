@@ -31,8 +31,11 @@ def failing_gpu_factory(path: str, sess_options=None, providers=None):
 
 
 async def test_gpu_start_failure_falls_back_to_cpu_and_says_so(tmp_path: Path) -> None:
-    config = make_config([tiny_spec("one", write_tiny_model(tmp_path / "one.onnx"))],
-                         runtime={"providers": ["cuda", "cpu"]}, registry={"preload": ["one"]})
+    config = make_config(
+        [tiny_spec("one", write_tiny_model(tmp_path / "one.onnx"))],
+        runtime={"providers": ["cuda", "cpu"]},
+        registry={"preload": ["one"]},
+    )
     metrics = InferenceMetrics()
     registry = ModelRegistry(config, session_factory=failing_gpu_factory)
     # Pretend this build offers CUDA, so the factory is really asked for it.
@@ -51,13 +54,20 @@ async def test_gpu_start_failure_falls_back_to_cpu_and_says_so(tmp_path: Path) -
     assert info.providers_in_use == ["CPUExecutionProvider"]
     assert "no CUDA-capable device" in info.provider_fallback_reason
     assert results[0].mouth
-    assert metrics.registry.get_sample_value(
-        "lipstream_inference_provider", {"model": "one", "provider": "CPUExecutionProvider"}) == 1.0
+    assert (
+        metrics.registry.get_sample_value(
+            "lipstream_inference_provider", {"model": "one", "provider": "CPUExecutionProvider"}
+        )
+        == 1.0
+    )
 
 
 async def test_gpu_provider_missing_from_build_is_reported(tmp_path: Path) -> None:
-    config = make_config([tiny_spec("one", write_tiny_model(tmp_path / "one.onnx"))],
-                         runtime={"providers": ["tensorrt"]}, registry={"preload": ["one"]})
+    config = make_config(
+        [tiny_spec("one", write_tiny_model(tmp_path / "one.onnx"))],
+        runtime={"providers": ["tensorrt"]},
+        registry={"preload": ["one"]},
+    )
     async with InferenceServer(config) as server:
         info = server.service.server_info()
     assert info.providers_in_use == ["CPUExecutionProvider"]
@@ -93,8 +103,10 @@ async def test_client_spreads_streams_and_survives_a_dead_server(tmp_path: Path)
         for stream in streams:
             result = await (await stream.submit(compact_frame(1, "one", TINY, AUDIO)))
             assert result.mouth
-        served = [s.metrics.registry.get_sample_value("lipstream_inference_frames_total", {"model": "one"}) or 0
-                  for s in (first, second)]
+        served = [
+            s.metrics.registry.get_sample_value("lipstream_inference_frames_total", {"model": "one"}) or 0
+            for s in (first, second)
+        ]
         assert all(count >= 1 for count in served), f"round_robin left a server idle: {served}"
 
         with pytest.raises(FrameFailed) as bad:
@@ -108,8 +120,9 @@ async def test_client_spreads_streams_and_survives_a_dead_server(tmp_path: Path)
             results = []
             for stream in streams:
                 try:
-                    results.append(await asyncio.wait_for(await stream.submit(
-                        compact_frame(frame_id, "one", TINY, AUDIO)), 2))
+                    results.append(
+                        await asyncio.wait_for(await stream.submit(compact_frame(frame_id, "one", TINY, AUDIO)), 2)
+                    )
                 except InferenceUnavailable:
                     results.append(None)
             if all(r is not None for r in results):

@@ -32,9 +32,14 @@ def tiny_models(tmp_path: Path) -> dict[str, Path]:
 def tiny_config(models: dict[str, Path], **sections: dict):
     models["broken"].write_bytes(b"this is not an onnx file")
     rgb = tiny_spec("one-rgb", models["one"]).model_copy(update={"channel_order": "RGB"})
-    specs = [tiny_spec("one", models["one"]), tiny_spec("one-alias", models["one"]), rgb,
-             tiny_spec("half", models["half"]), tiny_spec("big", models["big"]),
-             tiny_spec("broken", models["broken"])]
+    specs = [
+        tiny_spec("one", models["one"]),
+        tiny_spec("one-alias", models["one"]),
+        rgb,
+        tiny_spec("half", models["half"]),
+        tiny_spec("big", models["big"]),
+        tiny_spec("broken", models["broken"]),
+    ]
     return make_config(specs, **sections)
 
 
@@ -84,12 +89,21 @@ async def test_health_and_reflection(tiny_server) -> None:
 async def test_infer_returns_model_output_in_requested_format(tiny_server) -> None:
     _, stub = tiny_server
     crop = i420_crop(TINY, seed=3)
-    request = pb.InferRequest(frames=[
-        tiny_frame(1, crop=crop, audio=audio_bytes(AUDIO, 0.0)),
-        pb.FrameRequest(frame_id=2, model="half", compact=pb.CompactInput(
-            crop=crop, crop_format=pb.IMAGE_FORMAT_I420, audio=audio_bytes(AUDIO, 0.25),
-            output_format=pb.IMAGE_FORMAT_BGR24)),
-    ])
+    request = pb.InferRequest(
+        frames=[
+            tiny_frame(1, crop=crop, audio=audio_bytes(AUDIO, 0.0)),
+            pb.FrameRequest(
+                frame_id=2,
+                model="half",
+                compact=pb.CompactInput(
+                    crop=crop,
+                    crop_format=pb.IMAGE_FORMAT_I420,
+                    audio=audio_bytes(AUDIO, 0.25),
+                    output_format=pb.IMAGE_FORMAT_BGR24,
+                ),
+            ),
+        ]
+    )
     reply = await stub.Infer(request, timeout=10)
     first, second = reply.results
     assert (first.frame_id, second.frame_id) == (1, 2)
@@ -107,8 +121,11 @@ async def test_rgb_model_round_trips_colours(tiny_server) -> None:
     _, stub = tiny_server
     bgr = np.zeros((TINY, TINY, 3), np.uint8)
     bgr[..., 0] = 200  # blue
-    frame = pb.FrameRequest(frame_id=1, model="one-rgb", compact=pb.CompactInput(
-        crop=bgr.tobytes(), crop_format=pb.IMAGE_FORMAT_BGR24, audio=audio_bytes(AUDIO)))
+    frame = pb.FrameRequest(
+        frame_id=1,
+        model="one-rgb",
+        compact=pb.CompactInput(crop=bgr.tobytes(), crop_format=pb.IMAGE_FORMAT_BGR24, audio=audio_bytes(AUDIO)),
+    )
     reply = await stub.Infer(pb.InferRequest(frames=[frame]), timeout=5)
     got = np.frombuffer(reply.results[0].mouth, np.uint8).reshape(TINY, TINY, 3)
     assert np.abs(got.astype(int) - bgr).max() <= 1, "an identity RGB model must round-trip the colours"
@@ -138,12 +155,28 @@ async def test_stream_keeps_order_and_batches_across_streams(tiny_server) -> Non
 async def test_bad_frames_get_clear_errors_and_do_not_harm_the_stream(tiny_server) -> None:
     _, stub = tiny_server
     call = stub.StreamInfer()
-    bad_raw = pb.FrameRequest(frame_id=4, model="one", raw=pb.RawInput(inputs=[
-        pb.Tensor(name="input", dtype=pb.DTYPE_FLOAT32, shape=[1, 6, 8, 8], data=bytes(6 * 64 * 4)),
-        pb.Tensor(name="audio", dtype=pb.DTYPE_FLOAT32, shape=[1, 2, 4], data=bytes(32))]))
-    bad_dtype = pb.FrameRequest(frame_id=7, model="one", raw=pb.RawInput(inputs=[
-        pb.Tensor(name="input", dtype=pb.DTYPE_FLOAT32, shape=[1, 6, TINY, TINY], data=bytes(6 * TINY * TINY * 4)),
-        pb.Tensor(name="audio", dtype=pb.DTYPE_UINT8, shape=[1, 2, 4], data=bytes(8))]))
+    bad_raw = pb.FrameRequest(
+        frame_id=4,
+        model="one",
+        raw=pb.RawInput(
+            inputs=[
+                pb.Tensor(name="input", dtype=pb.DTYPE_FLOAT32, shape=[1, 6, 8, 8], data=bytes(6 * 64 * 4)),
+                pb.Tensor(name="audio", dtype=pb.DTYPE_FLOAT32, shape=[1, 2, 4], data=bytes(32)),
+            ]
+        ),
+    )
+    bad_dtype = pb.FrameRequest(
+        frame_id=7,
+        model="one",
+        raw=pb.RawInput(
+            inputs=[
+                pb.Tensor(
+                    name="input", dtype=pb.DTYPE_FLOAT32, shape=[1, 6, TINY, TINY], data=bytes(6 * TINY * TINY * 4)
+                ),
+                pb.Tensor(name="audio", dtype=pb.DTYPE_UINT8, shape=[1, 2, 4], data=bytes(8)),
+            ]
+        ),
+    )
     frames = [
         bad_dtype,
         tiny_frame(1),
@@ -159,8 +192,13 @@ async def test_bad_frames_get_clear_errors_and_do_not_harm_the_stream(tiny_serve
     results = {r.frame_id: r async for r in call}
     assert not results[1].HasField("error") and not results[6].HasField("error")
     invalid = grpc.StatusCode.INVALID_ARGUMENT
-    expectations = {2: (invalid, "crop"), 3: (invalid, "audio"), 4: (invalid, "input: shape"),
-                    5: (grpc.StatusCode.NOT_FOUND, "no-such-model"), 7: (invalid, "audio: dtype DTYPE_UINT8")}
+    expectations = {
+        2: (invalid, "crop"),
+        3: (invalid, "audio"),
+        4: (invalid, "input: shape"),
+        5: (grpc.StatusCode.NOT_FOUND, "no-such-model"),
+        7: (invalid, "audio: dtype DTYPE_UINT8"),
+    }
     for frame_id, (code, words) in expectations.items():
         error = results[frame_id].error
         assert error.code == code.value[0], (frame_id, error)
@@ -181,9 +219,16 @@ async def test_raw_mode_passes_named_tensors(tiny_server) -> None:
     _, stub = tiny_server
     image = np.full((2, 6, TINY, TINY), 0.25, np.float32)
     audio = np.full((2, 2, 4), 0.5, np.float32)
-    frame = pb.FrameRequest(frame_id=9, model="one", raw=pb.RawInput(inputs=[
-        pb.Tensor(name="input", dtype=pb.DTYPE_FLOAT32, shape=list(image.shape), data=image.tobytes()),
-        pb.Tensor(name="audio", dtype=pb.DTYPE_FLOAT32, shape=list(audio.shape), data=audio.tobytes())]))
+    frame = pb.FrameRequest(
+        frame_id=9,
+        model="one",
+        raw=pb.RawInput(
+            inputs=[
+                pb.Tensor(name="input", dtype=pb.DTYPE_FLOAT32, shape=list(image.shape), data=image.tobytes()),
+                pb.Tensor(name="audio", dtype=pb.DTYPE_FLOAT32, shape=list(audio.shape), data=audio.tobytes()),
+            ]
+        ),
+    )
     reply = await stub.Infer(pb.InferRequest(frames=[frame]), timeout=5)
     (tensor,) = reply.results[0].raw.outputs
     assert tensor.name == "output" and list(tensor.shape) == [2, 3, TINY, TINY]
@@ -278,7 +323,8 @@ async def test_server_info_and_metrics_endpoint(tiny_server) -> None:
     assert info.providers_in_use == ["CPUExecutionProvider"]
     assert info.capacity.max_batch == 8 and [m.id for m in info.loaded_models] == ["one"]
     body = await asyncio.to_thread(
-        lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read().decode())
+        lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read().decode()
+    )
     assert 'lipstream_inference_frames_total{model="one"} 1.0' in body
     assert 'lipstream_inference_provider{model="one",provider="CPUExecutionProvider"} 1.0' in body
     assert "lipstream_inference_latency_seconds_bucket" in body

@@ -19,16 +19,18 @@ async def test_api_key_guards_session_creation() -> None:
     async with running_edge(http={"api_key": "sesame"}) as edge, aiohttp.ClientSession() as http:
         async with http.post(f"{edge.url}/offer", json={"sdp": "v=0", "type": "offer"}) as r:
             assert r.status == 401 and r.headers["WWW-Authenticate"] == "Bearer"
-        async with http.post(f"{edge.url}/whep/default", data="v=0", headers={
-                "Content-Type": "application/sdp", "Authorization": "Bearer wrong"}) as r:
+        async with http.post(
+            f"{edge.url}/whep/default",
+            data="v=0",
+            headers={"Content-Type": "application/sdp", "Authorization": "Bearer wrong"},
+        ) as r:
             assert r.status == 401
         async with http.get(f"{edge.url}/avatars") as r:
             assert r.status == 200 and "default" in (await r.json())["avatars"]
 
 
 async def test_cors_allows_only_configured_origins() -> None:
-    async with running_edge(http={"cors_origins": ["https://app.example"]}) as edge, \
-            aiohttp.ClientSession() as http:
+    async with running_edge(http={"cors_origins": ["https://app.example"]}) as edge, aiohttp.ClientSession() as http:
         preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
         async with http.options(f"{edge.url}/offer", headers=preflight) as r:
             assert r.status == 204
@@ -47,8 +49,12 @@ async def test_speech_limits_multipart_and_queue() -> None:
         url = f"{edge.url}/sessions/{viewer.session_id}/speech"
         try:
             form = aiohttp.FormData()
-            form.add_field("audio", encode(speech_like(0.5, rate=48000), "ogg", "libopus", rate=48000),
-                           filename="hello.ogg", content_type="audio/ogg")
+            form.add_field(
+                "audio",
+                encode(speech_like(0.5, rate=48000), "ogg", "libopus", rate=48000),
+                filename="hello.ogg",
+                content_type="audio/ogg",
+            )
             async with http.post(url, data=form, headers=viewer.auth()) as r:
                 assert r.status == 202, await r.text()
                 assert (await r.json())["seconds"] == pytest.approx(0.5, abs=0.03)
@@ -87,8 +93,9 @@ async def test_websocket_rejects_bad_streams_and_trickle_ice_patch() -> None:
             async with http.patch(resource, data="a=mid:0", headers={"Content-Type": "text/plain"}) as r:
                 assert r.status == 415
             fragment = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
-            async with http.patch(resource, data=fragment,
-                                  headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+            async with http.patch(
+                resource, data=fragment, headers={"Content-Type": "application/trickle-ice-sdpfrag"}
+            ) as r:
                 assert r.status == 204 and r.headers["X-Candidates-Added"] == "1"
         finally:
             await viewer.close()
@@ -138,8 +145,9 @@ async def test_avatar_at_another_frame_rate_is_refused_in_words(tmp_path: Path) 
     manifest = avatars / "fast" / "avatar.yaml"
     manifest.write_text(manifest.read_text().replace("fps: 25", "fps: 30"))
     async with running_edge(avatars={"directory": str(avatars)}) as edge, aiohttp.ClientSession() as http:
-        async with http.post(f"{edge.url}/offer", json={"sdp": "v=0\r\nm=video 9", "type": "offer",
-                                                         "avatar": "fast"}) as r:
+        async with http.post(
+            f"{edge.url}/offer", json={"sdp": "v=0\r\nm=video 9", "type": "offer", "avatar": "fast"}
+        ) as r:
             assert r.status == 422 and "30 fps" in (await r.json())["error"]
 
 

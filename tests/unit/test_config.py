@@ -14,22 +14,29 @@ from media_server.config import load_edge_config
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("service, content, field", [
-    ("inference", "batching:\n  max_batch: 0\n", "batching.max_batch"),
-    ("inference", "server:\n  port: 70000\n", "server.port"),
-    ("inference", "runtime:\n  providers: [gpu]\n", "runtime.providers"),
-    ("inference", "registry:\n  preload: [ghost]\n", "preload"),
-    ("inference", "batching:\n  max_batchh: 4\n", "batching.max_batchh"),
-    ("edge", "sessions:\n  max_sessions: 0\n", "sessions.max_sessions"),
-    ("edge", "video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
-    ("edge", "http:\n  prot: 1\n", "http.prot"),
-    ("edge", "- not a mapping\n", "top level must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "service, content, field",
+    [
+        ("inference", "batching:\n  max_batch: 0\n", "batching.max_batch"),
+        ("inference", "server:\n  port: 70000\n", "server.port"),
+        ("inference", "runtime:\n  providers: [gpu]\n", "runtime.providers"),
+        ("inference", "registry:\n  preload: [ghost]\n", "preload"),
+        ("inference", "batching:\n  max_batchh: 4\n", "batching.max_batchh"),
+        ("edge", "sessions:\n  max_sessions: 0\n", "sessions.max_sessions"),
+        ("edge", "video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
+        ("edge", "http:\n  prot: 1\n", "http.prot"),
+        ("edge", "- not a mapping\n", "top level must be a mapping"),
+    ],
+)
 def test_bad_config_exits_2_naming_the_field(tmp_path: Path, service: str, content: str, field: str) -> None:
     path = tmp_path / f"{service}.yaml"
     path.write_text(content)
-    run = subprocess.run([sys.executable, "-m", "lipstream.cli", service, "--config", str(path)],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "lipstream.cli", service, "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2
     assert field in run.stderr
 

@@ -201,7 +201,7 @@ def test_lookahead_1_reads_the_frames_own_energy() -> None:
     windows = np.stack([w for _, w in emitted]).reshape(-1, 16, 512)
     assert len(windows) == len(vectors)
     np.testing.assert_allclose(windows[:, 8, ENERGY_COMPONENT], vectors[:, ENERGY_COMPONENT], atol=1e-5)
-    live = windows[: -7]  # frames emitted before finish: nothing after frame i+1 is known
+    live = windows[:-7]  # frames emitted before finish: nothing after frame i+1 is known
     assert not live[:, 10:].any()
     assert live[:, 9].any(axis=1).all()
 
