@@ -29,7 +29,7 @@ def _registrars() -> tuple[list[Register], list[Register]]:
     from media_server.avatars import cli as avatar_cli
     from signaling import server as edge_cli
 
-    top = [edge_cli.register, inference_cli.register, models_cli.register, avatar_cli.register]
+    top: list[Register] = [edge_cli.register, inference_cli.register, models_cli.register, avatar_cli.register]
     return top, bench_cli.REGISTRARS
 
 

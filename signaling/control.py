@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import BodyPartReader, web
 
 from signaling.access import controlled_session
@@ -25,8 +27,9 @@ async def interrupt(request: web.Request) -> web.Response:
 
 
 def _too_large(limit: int, size: int, what: str) -> web.HTTPException:
-    return http_error(
-        web.HTTPRequestEntityTooLarge, f"{what} over the {limit / 2**20:g} MB limit", max_size=limit, actual_size=size
+    message = json.dumps({"error": f"{what} over the {limit / 2**20:g} MB limit"})
+    return web.HTTPRequestEntityTooLarge(
+        max_size=limit, actual_size=size, text=message, content_type="application/json"
     )
 
 

@@ -33,10 +33,10 @@ ERROR_STATUS: dict[type[Exception], int] = {
 
 
 def http_error(
-    status: type[web.HTTPException], message: str, headers: dict[str, str] | None = None, **details: int
+    status: type[web.HTTPException], message: str, headers: dict[str, str] | None = None
 ) -> web.HTTPException:
-    """A JSON error body {"error": message}; `details` are extra constructor fields (e.g. 413's sizes)."""
-    return status(text=json.dumps({"error": message}), content_type="application/json", headers=headers, **details)
+    """A JSON error body {"error": message}."""
+    return status(text=json.dumps({"error": message}), content_type="application/json", headers=headers)
 
 
 @web.middleware

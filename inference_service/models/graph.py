@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -32,12 +33,12 @@ class Graph:
         self.initializers: list[onnx.TensorProto] = []
         self._ids = itertools.count()
 
-    def const(self, value: np.ndarray | Sequence[float] | Sequence[int], dtype: type = np.float32) -> str:
+    def const(self, value: float | np.ndarray | Sequence[float] | Sequence[int], dtype: type = np.float32) -> str:
         name = f"c{next(self._ids)}"
         self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
-    def op(self, op_type: str, inputs: Sequence[str], output: str | None = None, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: Sequence[str], output: str | None = None, **attrs: Any) -> str:
         name = output or f"{op_type.lower()}{next(self._ids)}"
         self.nodes.append(helper.make_node(op_type, list(inputs), [name], **attrs))
         return name

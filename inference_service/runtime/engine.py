@@ -90,13 +90,18 @@ class InferenceEngine:
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
 
+    def _retire_stale(
+        self, batchers: dict[str, tuple[LoadedModel, Batcher[Any, Any]]], loaded: dict[str, LoadedModel]
+    ) -> None:
+        for model_id, (model, batcher) in list(batchers.items()):
+            if loaded.get(model_id) is not model:
+                del batchers[model_id]
+                self._retire(batcher)
+
     def _on_registry_change(self) -> None:
         loaded = {model.spec.id: model for model in self.registry.loaded()}
-        for batchers in (self._compact, self._raw):
-            for model_id, (model, batcher) in list(batchers.items()):
-                if loaded.get(model_id) is not model:
-                    del batchers[model_id]
-                    self._retire(batcher)
+        self._retire_stale(self._compact, loaded)
+        self._retire_stale(self._raw, loaded)
         self.metrics.loaded_models.set(len(loaded))
         self.metrics.model_memory.set(self.registry.memory_bytes())
         self.metrics.provider.clear()

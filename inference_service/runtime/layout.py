@@ -23,11 +23,11 @@ class LayoutError(ValueError):
     """A frame that does not fit the model's layout; the message names the tensor."""
 
 
-def image_bytes(size: int, image_format: int) -> int:
+def image_bytes(size: int, image_format: pb.ImageFormat) -> int:
     return size * size * 3 // 2 if image_format == I420 else size * size * 3
 
 
-def normalise_format(image_format: int) -> int:
+def normalise_format(image_format: pb.ImageFormat) -> pb.ImageFormat:
     if image_format == pb.IMAGE_FORMAT_UNSPECIFIED:
         return I420
     if image_format not in (I420, BGR24):
@@ -40,16 +40,16 @@ class CompactFrame:
     """One frame of the compact exchange, checked against its model's layout."""
 
     crop: bytes
-    crop_format: int
+    crop_format: pb.ImageFormat
     audio: bytes
-    output_format: int
+    output_format: pb.ImageFormat
 
 
 def validate_compact(spec: ModelSpec, compact: pb.CompactInput) -> CompactFrame:
     """Check byte counts up front (cheap, on the event loop)."""
     crop_format = normalise_format(compact.crop_format)
-    out_format = compact.output_format
-    out_format = crop_format if out_format == pb.IMAGE_FORMAT_UNSPECIFIED else normalise_format(out_format)
+    requested = compact.output_format
+    out_format = crop_format if requested == pb.IMAGE_FORMAT_UNSPECIFIED else normalise_format(requested)
     want_crop = image_bytes(spec.crop_size, crop_format)
     if len(compact.crop) != want_crop:
         raise LayoutError(
@@ -76,7 +76,7 @@ class CompactLayout:
         self._keep_scaled = keep / 255.0
         self._rgb = spec.channel_order == "RGB"
 
-    def decode_crop(self, data: bytes, image_format: int, out: np.ndarray) -> None:
+    def decode_crop(self, data: bytes, image_format: pb.ImageFormat, out: np.ndarray) -> None:
         """Decode one crop into `out` (HxWx3 uint8, the model's channel order)."""
         size = self.spec.crop_size
         if image_format == I420:
@@ -105,7 +105,7 @@ class CompactLayout:
         audio_batch = np.frombuffer(b"".join(f.audio for f in frames), np.float16).reshape(batch, *spec.audio_shape)
         return {spec.image_input: image, spec.audio_input: audio_batch.astype(np.float32)}
 
-    def encode_outputs(self, output: np.ndarray, formats: list[int]) -> list[bytes]:
+    def encode_outputs(self, output: np.ndarray, formats: list[pb.ImageFormat]) -> list[bytes]:
         """[B,3,H,W] float in [0,1] -> one 8-bit crop per frame in its requested format.
 
         OpenCV does the planar->packed, scale, round and clamp in C++ (3x faster than
@@ -114,7 +114,8 @@ class CompactLayout:
         to_i420 = cv2.COLOR_RGB2YUV_I420 if self._rgb else cv2.COLOR_BGR2YUV_I420
         results: list[bytes] = []
         for image, image_format in zip(cv2.dnn.imagesFromBlob(output), formats):
-            pixels = cv2.convertScaleAbs(cv2.max(image, 0.0), alpha=255.0)  # |x| of x >= 0: clamp to [0,255]
+            positive = cv2.threshold(image, 0.0, 0.0, cv2.THRESH_TOZERO)[1]  # max(x, 0)
+            pixels = cv2.convertScaleAbs(positive, alpha=255.0)  # |x| of x >= 0: clamp to [0,255]
             if image_format == I420:
                 results.append(cv2.cvtColor(pixels, to_i420).tobytes())
             elif self._rgb:

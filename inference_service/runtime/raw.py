@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from inference_service.runtime.layout import LayoutError
 from protos.lipsync.v1 import lipsync_pb2 as pb
 
-DTYPES: dict[int, np.dtype] = {
+DTYPES: dict[pb.DType, np.dtype] = {
     pb.DTYPE_UINT8: np.dtype("<u1"),
     pb.DTYPE_FLOAT16: np.dtype("<f2"),
     pb.DTYPE_FLOAT32: np.dtype("<f4"),
@@ -35,8 +36,8 @@ class TensorSignature:
     shape: tuple[int | None, ...]  # None = dynamic axis
 
 
-def signatures(args: Sequence[object]) -> dict[str, TensorSignature]:
-    """From onnxruntime NodeArg lists."""
+def signatures(args: Sequence[Any]) -> dict[str, TensorSignature]:
+    """From onnxruntime NodeArg lists (onnxruntime publishes no types for them)."""
     result = {}
     for arg in args:
         shape = tuple(dim if isinstance(dim, int) else None for dim in arg.shape)

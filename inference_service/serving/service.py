@@ -45,7 +45,7 @@ class LipSyncService(pb_grpc.LipSyncServicer):
 
     def _submit(
         self, model: LoadedModel, request: pb.FrameRequest, received: float, budget_s: float | None
-    ) -> tuple[asyncio.Future[tuple[Any, BatchTimings]], int]:
+    ) -> tuple[asyncio.Future[tuple[Any, BatchTimings]], pb.ImageFormat]:
         """Validate and queue one frame; returns the batcher's future and the output format."""
         if request.budget_us:
             frame_budget = request.budget_us / 1e6
@@ -64,7 +64,7 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         request: pb.FrameRequest,
         model: LoadedModel,
         future: asyncio.Future[tuple[Any, BatchTimings]],
-        out_format: int,
+        out_format: pb.ImageFormat,
         received: float,
     ) -> pb.FrameResult:
         try:
@@ -102,7 +102,13 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         return self._complete(request, model, future, out_format, received)
 
     def _result(
-        self, frame_id: int, model: LoadedModel, output: Any, out_format: int, timings: BatchTimings, received: float
+        self,
+        frame_id: int,
+        model: LoadedModel,
+        output: Any,
+        out_format: pb.ImageFormat,
+        timings: BatchTimings,
+        received: float,
     ) -> pb.FrameResult:
         total = time.perf_counter() - received
         model_id = model.spec.id

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from cv2 import data as cv2_data
 from tqdm import tqdm
 
 from lipstream import contract
@@ -57,7 +58,7 @@ class FaceTracker:
     """Largest convincing frontal face per frame (OpenCV's Haar cascade), or None where none is found."""
 
     def __init__(self) -> None:
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        path = str(Path(cv2_data.haarcascades) / "haarcascade_frontalface_default.xml")
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise RuntimeError(f"OpenCV face cascade {path} cannot be loaded")
@@ -77,9 +78,9 @@ class FaceTracker:
         if len(found) == 0:
             self.faces.append(None)
             return
-        votes = np.asarray(votes).reshape(-1)
-        strong = found[votes >= STRONG_VOTE_FRACTION * votes.max()]
-        x, y, w, h = max(strong, key=lambda f: f[2] * f[3])
+        hits = np.asarray(votes).reshape(-1)
+        strong = np.asarray(found)[hits >= STRONG_VOTE_FRACTION * hits.max()]
+        x, y, w, h = (float(v) for v in max(strong, key=lambda f: f[2] * f[3]))
         self.faces.append((x / scale, y / scale, w / scale, h / scale))
 
 
@@ -204,6 +205,5 @@ def prepare_avatar(input_path: Path, name: str, out: Path, fps: int) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AvatarExistsError(f"{out} already exists: remove it or choose another --name/--out")
     frames, is_video = read_input(Path(input_path), fps)
-    if is_video:
-        frames = tqdm(frames, desc=f"preparing {name}", unit="frame")
-    return build_avatar(frames, out, name, fps, str(input_path))
+    shown: Iterable[np.ndarray] = tqdm(frames, desc=f"preparing {name}", unit="frame") if is_video else frames
+    return build_avatar(shown, out, name, fps, str(input_path))

@@ -110,12 +110,12 @@ class FrameStore:
             if avatar is not None:
                 self._resident.move_to_end(key)
                 return avatar
-            pending = self._loading.get(key)
-            owner = pending is None
-            if owner:
-                pending = self._loading[key] = Future()
-        if not owner:
-            return pending.result()
+            loading = self._loading.get(key)
+            if loading is None:
+                pending: Future[LoadedAvatar] = Future()
+                self._loading[key] = pending
+        if loading is not None:
+            return loading.result()
         try:
             avatar = build_loaded_avatar(load_avatar(key))
         except BaseException as exc:

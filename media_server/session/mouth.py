@@ -83,10 +83,10 @@ class MouthPipeline:
             planned = self._timeline.plan(frame)
             if planned is None:
                 continue
-            key = (planned.utterance.id, planned.index)
-            if key in self._pending or not planned.utterance.ready(planned.index):
+            key = (planned.utterance.id, planned.utterance_frame)
+            if key in self._pending or not planned.utterance.ready(planned.utterance_frame):
                 continue
-            window = planned.utterance.window(planned.index)
+            window = planned.utterance.window(planned.utterance_frame)
             if window is None:
                 continue
             budget = self._clock.seconds_until(self._deadline(frame))
@@ -114,7 +114,7 @@ class MouthPipeline:
         if planned is None:
             return None
         self._stats.speaking()
-        pending = self._pending.pop((planned.utterance.id, planned.index), None)
+        pending = self._pending.pop((planned.utterance.id, planned.utterance_frame), None)
         if pending is None:
             self._stats.late()
             return None

@@ -26,7 +26,7 @@ PLAYBACK_RESAMPLER_DELAY = 48  # measured: samples at 48 kHz held by the filter 
 # which lets in-phase stereo exceed full scale.
 _SWR_OPTIONS = {"rematrix_maxval": "1.0"}
 
-_PCM_DTYPES = {"s16le": ("s16", np.dtype("<i2")), "f32le": ("flt", np.dtype("<f4"))}
+_PCM_DTYPES: dict[str, tuple[str, np.dtype]] = {"s16le": ("s16", np.dtype("<i2")), "f32le": ("flt", np.dtype("<f4"))}
 
 
 class AudioDecodeError(ValueError):

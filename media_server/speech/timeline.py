@@ -40,7 +40,7 @@ class PlannedFrame(NamedTuple):
     """Which frame of which utterance a session frame shows."""
 
     utterance: Utterance
-    index: int
+    utterance_frame: int
 
 
 class SpeechTimeline:
@@ -150,4 +150,4 @@ class SpeechTimeline:
         planned = self.plan(chunk // CHUNKS_PER_FRAME)
         if planned is None:
             return SILENT_CHUNK
-        return planned.utterance.chunk(planned.index * CHUNKS_PER_FRAME + chunk % CHUNKS_PER_FRAME)
+        return planned.utterance.chunk(planned.utterance_frame * CHUNKS_PER_FRAME + chunk % CHUNKS_PER_FRAME)

@@ -40,6 +40,8 @@ async def echo_microphone(session: Session, track: MediaStreamTrack) -> None:
     try:
         while True:
             frame = await track.recv()
+            if not isinstance(frame, av.AudioFrame):  # an audio track yields audio frames; nothing else is speech
+                continue
             data, channels = _pcm(frame)
             level = float(np.sqrt(np.mean((np.frombuffer(data, np.int16) / 32768.0) ** 2))) if data else 0.0
             seconds = frame.samples / frame.sample_rate

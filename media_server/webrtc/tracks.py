@@ -22,7 +22,7 @@ class AvatarVideoTrack(MediaStreamTrack):
         super().__init__()
         self._session = session
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         return await self._session.next_video_packet()
@@ -35,7 +35,7 @@ class SpeechAudioTrack(MediaStreamTrack):
         super().__init__()
         self._session = session
 
-    async def recv(self) -> av.AudioFrame:  # type: ignore[override]
+    async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
         return await self._session.next_audio_frame()
