@@ -47,23 +47,18 @@ def require_sdp(offer_sdp: str) -> None:
 
 
 def offered_kinds(offer_sdp: str) -> list[str]:
-    """The media kinds of the offer's m-lines; BadOffer if it is not SDP with a video m-line."""
+    """The media kinds of the offer's m-lines; BadOffer unless it is SDP whose video accepts H.264."""
     require_sdp(offer_sdp)
     try:
-        kinds = [media.kind for media in sdp.SessionDescription.parse(offer_sdp).media]
+        media = sdp.SessionDescription.parse(offer_sdp).media
     except Exception as exc:  # noqa: BLE001 - the SDP parser raises many types
         raise BadOffer(f"the offer is not valid SDP: {exc}") from exc
-    if "video" not in kinds:
+    videos = [m for m in media if m.kind == "video"]
+    if not videos:
         raise BadOffer("the offer has no video m-line")
-    return kinds
-
-
-def _answers_h264(answer_sdp: str) -> bool:
-    description = sdp.SessionDescription.parse(answer_sdp)
-    return any(
-        media.kind == "video" and media.port != 0 and any(c.mimeType.lower() == H264 for c in media.rtp.codecs)
-        for media in description.media
-    )
+    if not any(codec.mimeType.lower() == H264 for m in videos for codec in m.rtp.codecs):
+        raise BadOffer("the offer does not accept H.264 video")
+    return [m.kind for m in media]
 
 
 class SessionPeer:
@@ -92,7 +87,7 @@ class SessionPeer:
         )
         if "audio" in kinds:
             pc.addTransceiver(SpeechAudioTrack(session), direction="sendrecv")
-        route_keyframe_requests(video.sender, session)
+        route_keyframe_requests(video.sender, session.request_keyframe)
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)
@@ -101,8 +96,6 @@ class SessionPeer:
             answer = await pc.createAnswer()
         except Exception as exc:  # noqa: BLE001 - aiortc raises many types for SDP it cannot use
             raise BadOffer(f"cannot use the offer: {exc}") from exc
-        if not _answers_h264(answer.sdp):
-            raise BadOffer("the offer does not accept H.264 video")
         await pc.setLocalDescription(answer)
         return pc.localDescription.sdp
 

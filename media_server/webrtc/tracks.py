@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import av
 from aiortc import MediaStreamTrack, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 
 from media_server.session.session import Session
-
-# aiortc versions whose private attributes this package relies on (see route_keyframe_requests);
-# pyproject.toml caps aiortc below the next minor release, and a test checks the attribute is there.
-AIORTC_TESTED = ("1.16",)
 
 
 class AvatarVideoTrack(MediaStreamTrack):
@@ -41,11 +39,12 @@ class SpeechAudioTrack(MediaStreamTrack):
         return await self._session.next_audio_frame()
 
 
-def route_keyframe_requests(sender: RTCRtpSender, session: Session) -> None:
+def route_keyframe_requests(sender: RTCRtpSender, request_keyframe: Callable[[], None]) -> None:
     """Make the receiver's PLI/FIR reach our encoder.
 
     aiortc answers PLI/FIR by calling the sender's private `_send_keyframe()`, which only
     affects aiortc's own encoder; with pre-encoded packets the request would be lost, and
-    aiortc has no public hook for it.
+    aiortc has no public hook for it. pyproject.toml caps aiortc at the minor release this
+    was tested on, and tests/unit/test_aiortc_hooks.py checks the hook is still there.
     """
-    sender._send_keyframe = session.request_keyframe  # type: ignore[method-assign]
+    sender._send_keyframe = request_keyframe  # type: ignore[method-assign]
