@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import grpc
 
@@ -172,6 +173,14 @@ class InferenceClient:
         await self.close()
 
 
+class InFlight(NamedTuple):
+    """A frame sent on a stream, waiting for its result."""
+
+    frame_id: int
+    future: asyncio.Future[pb.FrameResult]
+    sent: float  # time.monotonic()
+
+
 class FrameStream:
     """A StreamInfer call that survives server loss by reopening on demand."""
 
@@ -181,7 +190,7 @@ class FrameStream:
         self._backoff = backoff
         self._call: grpc.aio.StreamStreamCall | None = None
         self._reader: asyncio.Task | None = None
-        self._pending: collections.deque[tuple[int, asyncio.Future, float]] = collections.deque()
+        self._pending: collections.deque[InFlight] = collections.deque()
         self._closed = False
 
     @property
@@ -194,7 +203,7 @@ class FrameStream:
         self._reader = asyncio.create_task(self._read(call), name="inference-stream-reader")
         return call
 
-    async def submit(self, request: pb.FrameRequest) -> asyncio.Future:
+    async def submit(self, request: pb.FrameRequest) -> asyncio.Future[pb.FrameResult]:
         """Send one frame; the returned future gives its FrameResult or raises.
 
         Raises InferenceUnavailable at once while the stream is down and the
@@ -203,7 +212,7 @@ class FrameStream:
         if self._closed:
             raise InferenceUnavailable("stream closed")
         call = self._call
-        if call is not None and self._pending and time.monotonic() - self._pending[0][2] > STALL_TIMEOUT_S:
+        if call is not None and self._pending and time.monotonic() - self._pending[0].sent > STALL_TIMEOUT_S:
             # Connected but silent (a hung server): give up on it, so round_robin picks another.
             self._broken(call, InferenceUnavailable(f"no answer for {STALL_TIMEOUT_S:g} s"))
             call = None
@@ -213,9 +222,9 @@ class FrameStream:
             if not self._backoff.ready():
                 raise InferenceUnavailable("inference reconnect backoff")
             call = self._open()
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[pb.FrameResult] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
-        self._pending.append((request.frame_id, future, time.monotonic()))
+        self._pending.append(InFlight(request.frame_id, future, time.monotonic()))
         try:
             await call.write(request)
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
@@ -268,7 +277,7 @@ class FrameStream:
             await asyncio.gather(reader, return_exceptions=True)
 
 
-def _retrieve(future: asyncio.Future) -> None:
+def _retrieve(future: asyncio.Future[pb.FrameResult]) -> None:
     """A caller that stopped waiting (interrupt, deadline) must not leave 'never retrieved' noise."""
     if not future.cancelled():
         future.exception()

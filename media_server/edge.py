@@ -10,6 +10,7 @@ import asyncio
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from inference_service.client import InferenceClient
 from lipstream.contract import FULL_WINDOW_LOOKAHEAD_FRAMES
@@ -37,6 +38,11 @@ class SessionLimit(RuntimeError):
 
 class SessionNotFound(LookupError):
     pass
+
+
+class NewSession(NamedTuple):
+    session: Session
+    answer_sdp: str
 
 
 class Edge:
@@ -105,7 +111,7 @@ class Edge:
         self.session(session_id)
         return self._peers[session_id]
 
-    async def create_session(self, offer_sdp: str, avatar_name: str) -> tuple[Session, str]:
+    async def create_session(self, offer_sdp: str, avatar_name: str) -> NewSession:
         """A new session for `avatar_name` and the SDP answer to `offer_sdp`."""
         limit = self.config.sessions.max_sessions
         if len(self.sessions) + self._starting >= limit:
@@ -117,7 +123,7 @@ class Edge:
         finally:
             self._starting -= 1
 
-    async def _start_session(self, offer_sdp: str, avatar_name: str) -> tuple[Session, str]:
+    async def _start_session(self, offer_sdp: str, avatar_name: str) -> NewSession:
         avatar = await self.load_avatar(avatar_name)
         model = SessionModel(avatar.model, await self.lookahead_frames(avatar.model))
         session_id = secrets.token_urlsafe(16)
@@ -140,7 +146,7 @@ class Edge:
         self.metrics.sessions.set(len(self.sessions))
         session.spawn(self._end_if_never_connected(peer), "connect-timeout")
         log.info("session %s: avatar %s, model %s", session_id[:8], avatar.name, avatar.model)
-        return session, answer
+        return NewSession(session, answer)
 
     async def _end_if_never_connected(self, peer: SessionPeer) -> None:
         timeout = self.config.sessions.connect_timeout_s
