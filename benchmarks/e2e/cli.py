@@ -1,5 +1,87 @@
-"""`lipstream bench e2e`."""
+"""`lipstream bench e2e`: its arguments, and the run written as JSON with a line per level on stdout."""
 
-from benchmarks.e2e.bench import register
+from __future__ import annotations
 
-__all__ = ["register"]
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from benchmarks.e2e import BenchError
+from benchmarks.e2e.report import summarise
+from benchmarks.e2e.run import Options, run_bench
+from benchmarks.kit.viewer import ViewerError
+
+FULL_SECONDS, QUICK_SECONDS = 20.0, 4.0
+FULL_MAX_SESSIONS, QUICK_MAX_SESSIONS = 12, 2
+MIN_SECONDS = 2.0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--max-sessions must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--max-sessions must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seconds must be a number, got {text!r}") from None
+    if not MIN_SECONDS <= value <= 100:
+        raise argparse.ArgumentTypeError(f"--seconds must be between {MIN_SECONDS:g} and 100, got {value:g}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("e2e", help="capacity, latency and A/V sync at real WebRTC clients")
+    parser.add_argument("--json", type=Path, required=True, metavar="OUT", help="write the results as JSON here")
+    parser.add_argument("--quick", action="store_true", help="one and two sessions, short speech (about a minute)")
+    parser.add_argument(
+        "--max-sessions",
+        type=_positive_int,
+        metavar="N",
+        help=f"most sessions tried (default {FULL_MAX_SESSIONS}; quick {QUICK_MAX_SESSIONS})",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=_seconds,
+        metavar="S",
+        help=f"syllables per session and level (default {FULL_SECONDS:g}; quick {QUICK_SECONDS:g})",
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    options = Options(
+        quick=args.quick,
+        max_sessions=args.max_sessions or (QUICK_MAX_SESSIONS if args.quick else FULL_MAX_SESSIONS),
+        seconds=args.seconds or (QUICK_SECONDS if args.quick else FULL_SECONDS),
+    )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("aioice").setLevel(logging.WARNING)  # a dozen lines per client connection
+    try:
+        result = summarise(asyncio.run(run_bench(options)))
+    except (BenchError, ViewerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    for level in result["levels"]:
+        print(
+            f"{level['sessions']:>3} sessions: {level['late_frame_pct']:6.2f} % late, "
+            f"speech->lips {level['speech_to_lips_frames']} frames, interrupt->idle "
+            f"{level['interrupt_to_idle_frames']} frames, A/V {level['av_offset_ms']['packet_arrival']} ms, "
+            f"CPU {level['cpu_pct']}"
+        )
+    print(
+        f"capacity {result['capacity_sessions']} sessions; edge RSS {result['rss_mb']['base']} MB "
+        f"+ {result['rss_mb']['per_session']} MB per session"
+    )
+    return 0

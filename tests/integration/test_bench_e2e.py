@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.e2e.bench import lag_seconds, random_syllables
+from benchmarks.e2e.analysis import lag_seconds
+from benchmarks.kit.speech import random_syllables
 from lipstream.cli import build_parser
 
 TOP_LEVEL = {
