@@ -36,7 +36,8 @@ import cv2
 import numpy as np
 from aiortc.codecs.h264 import H264Encoder as StockH264Encoder
 
-from lipstream.timebase import PTS_PER_FRAME, SPEECH_RATE, SPEECH_SAMPLES_PER_FRAME, VIDEO_TIME_BASE
+from benchmarks.kit.speech import syllables
+from lipstream.timebase import PTS_PER_FRAME, SPEECH_SAMPLES_PER_FRAME, VIDEO_TIME_BASE
 from media_server.avatars.bundled import ensure_default_avatar
 from media_server.avatars.catalogue import BUNDLED_AVATAR, AvatarCatalogue, AvatarNotFound
 from media_server.avatars.format import AvatarAssets, AvatarError, AvatarManifest
@@ -78,21 +79,10 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def speech_like(seconds: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Voiced harmonics with a wavering pitch, syllable-rate envelope and breath noise, 16 kHz."""
-    t = np.arange(int(seconds * SPEECH_RATE)) / SPEECH_RATE
-    pitch = 140.0 + 30.0 * np.sin(2 * np.pi * 3.0 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / SPEECH_RATE
-    voiced = sum(np.sin(k * phase) / k for k in range(1, 11))
-    syllables = 0.5 * (1.0 - np.cos(2 * np.pi * 4.0 * t))
-    noise = np.random.default_rng(seed).normal(0.0, 0.02, t.size)
-    return (0.2 * voiced * syllables + noise).astype(np.float32)
-
-
 def features_ms_per_frame() -> float:
     """Feature extraction for one second of speech, per video frame (it runs per utterance, not per frame)."""
     extractor = FeatureExtractor()
-    audio = speech_like()
+    audio = syllables(1.0)
     extractor.windows(audio)  # warm-up: filter banks and projections are built lazily
     times = []
     for _ in range(FEATURE_REPEATS):
