@@ -8,18 +8,18 @@ microphone, and Disconnect frees the session on the server.
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
-import av
 import cv2
 import numpy as np
 import pytest
 from edge_helpers import RunningEdge, running_edge
 from playwright.async_api import Browser, Page, async_playwright, expect
+
+from benchmarks.kit import speech
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -89,23 +89,6 @@ async def until(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], 
         await asyncio.sleep(0.1)
 
 
-def speech_wav(seconds: float = SPEECH_SECONDS, rate: int = 16000) -> bytes:
-    """Speech-like and loud: a 140 Hz voiced pulse train with noise, in 0.25 s bursts (broadband, unlike a sine)."""
-    t = np.arange(int(seconds * rate)) / rate
-    pulses = (np.mod(t * 140, 1.0) < 0.08).astype(np.float32)
-    voiced = np.convolve(pulses, np.hanning(24), "same") + 0.3 * np.random.default_rng(7).standard_normal(t.size)
-    signal = voiced * (np.mod(t, 0.5) < 0.25)
-    samples = (0.8 * 32767 * signal / np.abs(signal).max()).astype(np.int16)
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(samples[None], format="s16", layout="mono")
-        frame.sample_rate = rate
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            container.mux(packet)
-    return buffer.getvalue()
-
-
 def gray(png: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32)
 
@@ -158,7 +141,7 @@ async def server_sessions(edge: RunningEdge) -> int:
 
 # -- tests -------------------------------------------------------------------------------------
 async def test_page_plays_h264_speaks_an_upload_and_shows_live_latency() -> None:
-    wav = speech_wav()
+    wav = speech.encode(speech.voiced_bursts(SPEECH_SECONDS))
     async with running_edge() as edge, chromium() as browser:
         page, errors = await open_page(browser, edge.url, viewport=DESKTOP)
         await connect(page)

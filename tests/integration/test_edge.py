@@ -13,35 +13,27 @@ import numpy as np
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
-from edge_helpers import Viewer, connect_viewer, running_edge, wait_for
+from edge_helpers import running_edge, wait_for
 from inference_helpers import make_config
-from speech_samples import burst_envelope, encode, speech_like
 
+from benchmarks.kit.mouth import MouthMeter
+from benchmarks.kit.speech import burst_envelope, encode, s16, voiced_bursts
+from benchmarks.kit.viewer import ReceivedVideo, Viewer, connect_viewer
 from inference_service.serving.server import InferenceServer
 from media_server.avatars.store import LoadedAvatar
 
 FPS = 25
 
 
-def mouth_motion(avatar: LoadedAvatar, frames: list[tuple[float, int, np.ndarray]]) -> np.ndarray:
-    """Per received frame: mean |received - idle frame| over the mouth area of its box.
+def mouth_motion(avatar: LoadedAvatar, frames: list[ReceivedVideo]) -> np.ndarray:
+    """Per received frame: the mouth meter's reading against the idle frame the server would show.
 
     The received frame's number comes from its pts (3600 per frame at 90 kHz); the first
     decoded frame is frame 0 (the stream starts with a keyframe).
     """
-    idle = avatar.idle_sequence()
-    first_pts = frames[0][1]
-    motion = []
-    for _, pts, luma in frames:
-        n = round((pts - first_pts) / 3600)
-        index = idle[n % len(idle)]
-        x0, y0, x1, y1 = avatar.rects[index]
-        side = x1 - x0
-        rows = slice(y0 + int(0.50 * side), y0 + int(0.85 * side))
-        cols = slice(x0 + int(0.30 * side), x0 + int(0.70 * side))
-        reference = avatar.frames[index][: avatar.height]
-        motion.append(np.abs(luma[rows, cols].astype(np.int16) - reference[rows, cols]).mean())
-    return np.array(motion)
+    meter = MouthMeter(avatar)
+    first_pts = frames[0].pts
+    return np.array([meter(round((f.pts - first_pts) / 3600), meter.crop(f.image)) for f in frames])
 
 
 def motion_around_speech_start(avatar: LoadedAvatar, viewer: Viewer, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +61,7 @@ async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
             assert viewer.video_codecs and all(c in ("video/H264", "video/rtx") for c in viewer.video_codecs)
             await wait_for(lambda: len(viewer.video_frames) >= 30, 20, "idle video")
             seconds = 2.0
-            accepted = await speak(http, edge.url, viewer, encode(speech_like(seconds)))
+            accepted = await speak(http, edge.url, viewer, encode(voiced_bursts(seconds)))
             assert accepted["frames"] == seconds * FPS
             await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), 15, "speech end")
             await asyncio.sleep(1.0)  # trailing silence
@@ -77,8 +69,8 @@ async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
             await viewer.close()
 
         frames = viewer.video_frames
-        arrivals = np.array([f[0] for f in frames])
-        pts = np.array([f[1] for f in frames])
+        arrivals = np.array([f.decoded for f in frames])
+        pts = np.array([f.pts for f in frames])
         assert set(np.diff(pts)) == {3600}, "video pts must advance one 25 fps frame at a time"
         assert np.median(np.diff(arrivals)) == pytest.approx(1 / FPS, abs=0.008)
 
@@ -93,8 +85,8 @@ async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
         assert speaking[voiced].mean() > 3 * speaking[~voiced].mean()
 
         # The audio the viewer heard is the speech, in bursts, at the same instants as the lips.
-        audio_pts = np.array([a[1] for a in viewer.audio])
-        loud = np.array([np.sqrt(np.mean((a[2] / 32768.0) ** 2)) for a in viewer.audio])
+        audio_pts = np.array([a.pts for a in viewer.audio_frames])
+        loud = np.array([a.rms for a in viewer.audio_frames])
         sample_at_start = audio_pts[0] + start * 1920
         heard = loud[(audio_pts >= sample_at_start) & (audio_pts < sample_at_start + seconds * 48000)]
         expected = burst_envelope(seconds, 0.02)[: len(heard)]
@@ -108,7 +100,7 @@ async def test_whep_session_interrupt_and_release() -> None:
         avatar = await edge.edge.load_avatar("default")
         await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "video over WHEP")
         assert viewer.video_codecs[0] == "video/H264"
-        await speak(http, edge.url, viewer, encode(speech_like(8.0)))
+        await speak(http, edge.url, viewer, encode(voiced_bursts(8.0)))
         await wait_for(lambda: edge.edge.sessions[viewer.session_id].speaking, 5, "speaking")
         await asyncio.sleep(1.0)
         loop = asyncio.get_running_loop()
@@ -120,7 +112,7 @@ async def test_whep_session_interrupt_and_release() -> None:
         assert state["speaking"] is False and state["queued_seconds"] == 0
         await asyncio.sleep(1.0)
         motion = mouth_motion(avatar, viewer.video_frames)
-        arrivals = np.array([f[0] for f in viewer.video_frames])
+        arrivals = np.array([f.decoded for f in viewer.video_frames])
         before = motion[(arrivals > interrupted_at - 0.8) & (arrivals < interrupted_at)]
         assert before.max() > 12, "the mouth should have been moving before the interrupt"
         # Frames rendered after the interrupt are idle; allow the two already encoded and in flight.
@@ -143,7 +135,7 @@ async def test_websocket_pcm_feed_drives_the_lips() -> None:
         try:
             await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
             rate = 24000  # a typical TTS rate: resampled by the edge
-            pcm = (speech_like(2.0, rate=rate) * 32767).astype("<i2").tobytes()
+            pcm = s16(voiced_bursts(2.0, rate=rate)).tobytes()
             url = f"{edge.url}/sessions/{viewer.session_id}/stream?token={viewer.token}"
             async with http.ws_connect(url) as ws:
                 await ws.send_str(json.dumps({"sample_rate": rate, "format": "s16le", "channels": 1}))
@@ -172,7 +164,7 @@ async def test_inference_loss_degrades_to_idle_and_recovers() -> None:
             async with http.get(f"{edge.url}/health") as r:
                 assert (await r.json())["status"] == "degraded"
             count = len(viewer.video_frames)
-            await speak(http, edge.url, viewer, encode(speech_like(1.0)))
+            await speak(http, edge.url, viewer, encode(voiced_bursts(1.0)))
             await asyncio.sleep(1.5)
             assert len(viewer.video_frames) - count >= 30, "the session must keep streaming without inference"
             assert edge.edge.sessions[viewer.session_id].stats.late_frames > 0
@@ -183,7 +175,7 @@ async def test_inference_loss_degrades_to_idle_and_recovers() -> None:
             async with http.get(f"{edge.url}/health") as r:
                 assert (await r.json())["status"] == "ok"
             mark = len(viewer.video_frames)
-            await speak(http, edge.url, viewer, encode(speech_like(2.0)))
+            await speak(http, edge.url, viewer, encode(voiced_bursts(2.0)))
             await asyncio.sleep(3.0)
         finally:
             await viewer.close()
@@ -245,7 +237,7 @@ class SpeakingMicrophone(MediaStreamTrack):
 
     def __init__(self, seconds: float) -> None:
         super().__init__()
-        self._pcm = (speech_like(seconds, rate=48000) * 32767).astype(np.int16)
+        self._pcm = s16(voiced_bursts(seconds, rate=48000))
         self._index = 0
         self._start: float | None = None
 
@@ -284,9 +276,9 @@ async def test_picture_loss_gets_a_keyframe_and_a_vanished_viewer_is_released() 
         pc = edge.edge.peer(viewer.session_id).connection
         sender = next(t.sender for t in pc.getTransceivers() if t.kind == "video")
         await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc))
-        asked_at = viewer.video_frames[-1][1]
+        asked_at = viewer.video_frames[-1].pts
         await wait_for(lambda: any(pts > asked_at for pts in viewer.keyframe_pts), 2, "keyframe after PLI")
-        first_pts = viewer.video_frames[0][1]
+        first_pts = viewer.video_frames[0].pts
         answered = min(pts for pts in viewer.keyframe_pts if pts > asked_at)
         assert (answered - first_pts) // 3600 < 40, "the keyframe came from the PLI, not the 2 s GOP"
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from edge_helpers import connect_viewer, running_edge
-from speech_samples import encode, speech_like
+from edge_helpers import running_edge, wait_for
 
+from benchmarks.kit.speech import encode, s16, voiced_bursts
+from benchmarks.kit.viewer import Viewer, connect_viewer
 from media_server.avatars.bundled import ensure_default_avatar
 from media_server.speech.audio import AudioTooLongError
 
@@ -51,18 +52,18 @@ async def test_speech_limits_multipart_and_queue() -> None:
             form = aiohttp.FormData()
             form.add_field(
                 "audio",
-                encode(speech_like(0.5, rate=48000), "ogg", "libopus", rate=48000),
+                encode(voiced_bursts(0.5, rate=48000), "ogg", "libopus", rate=48000),
                 filename="hello.ogg",
                 content_type="audio/ogg",
             )
             async with http.post(url, data=form, headers=viewer.auth()) as r:
                 assert r.status == 202, await r.text()
                 assert (await r.json())["seconds"] == pytest.approx(0.5, abs=0.03)
-            async with http.post(url, data=encode(speech_like(3.0)), headers=viewer.auth()) as r:
+            async with http.post(url, data=encode(voiced_bursts(3.0)), headers=viewer.auth()) as r:
                 assert r.status == 413 and "2 s limit" in (await r.json())["error"]
-            async with http.post(url, data=encode(speech_like(1.0)), headers=viewer.auth()) as r:
+            async with http.post(url, data=encode(voiced_bursts(1.0)), headers=viewer.auth()) as r:
                 assert r.status == 202
-            async with http.post(url, data=encode(speech_like(1.0)), headers=viewer.auth()) as r:
+            async with http.post(url, data=encode(voiced_bursts(1.0)), headers=viewer.auth()) as r:
                 assert r.status == 429 and "queued" in (await r.json())["error"]
             async with http.post(url, data=b"", headers=viewer.auth()) as r:
                 assert r.status == 400
@@ -119,9 +120,7 @@ async def test_health_and_metrics_report_sessions_and_frames() -> None:
             await viewer.close()
 
 
-async def edge_frames(viewer, count: int = 10) -> None:
-    from edge_helpers import wait_for
-
+async def edge_frames(viewer: Viewer, count: int = 10) -> None:
     await wait_for(lambda: len(viewer.video_frames) >= count, 20, "video frames")
 
 
@@ -158,7 +157,7 @@ async def test_live_feed_is_held_to_the_playback_and_capped() -> None:
         try:
             session = edge.edge.sessions[viewer.session_id]
             feed = session.live_feed(16000, "s16le", 1)
-            second = (speech_like(1.0) * 32767).astype("<i2").tobytes()
+            second = s16(voiced_bursts(1.0)).tobytes()
             with pytest.raises(TimeoutError):  # 2 s of audio at once: far ahead of playback, so it waits
                 await asyncio.wait_for(feed.push(second * 2), 0.5)
             utterance = feed.utterance

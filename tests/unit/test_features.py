@@ -12,6 +12,7 @@ import pytest
 import scipy.signal
 from onnx import TensorProto, helper, numpy_helper
 
+from benchmarks.kit.speech import voiced_bursts
 from lipstream.contract import ENERGY_COMPONENT, FULL_WINDOW_LOOKAHEAD_FRAMES
 from media_server.speech.encoders import EncoderError
 from media_server.speech.features import FeatureExtractor, model_windows
@@ -19,16 +20,6 @@ from media_server.speech.incremental import IncrementalFeatures
 from media_server.speech.mel import SILENCE, mel_filter_bank, mel_spectrogram, mel_start, mel_windows
 
 RATE = 16000
-
-
-def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
-    """Noise bursts and a gliding tone with pauses: varied energy, like speech."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * RATE)
-    t = np.arange(n) / RATE
-    envelope = np.clip(np.sin(2 * np.pi * 1.7 * t), 0, None) ** 2
-    voiced = np.sin(2 * np.pi * (150 + 80 * np.sin(2 * np.pi * 0.5 * t)) * t * 3)
-    return (0.4 * envelope * voiced + 0.05 * envelope * rng.standard_normal(n)).astype(np.float32)
 
 
 def librosa_mel(samples: np.ndarray) -> np.ndarray:
@@ -48,7 +39,7 @@ def test_filter_bank_matches_librosa() -> None:
 @pytest.mark.filterwarnings("ignore:n_fft=800 is too large")  # librosa, on the shortest inputs
 @pytest.mark.parametrize("n_samples", [RATE * 2 + 137, 800, 199, 1])
 def test_mel_matches_librosa(n_samples: int) -> None:
-    samples = speech_like(3.0)[RATE // 4 : RATE // 4 + n_samples]
+    samples = voiced_bursts(3.0)[RATE // 8 : RATE // 8 + n_samples]  # from inside the first burst
     mel = mel_spectrogram(samples)
     assert mel.dtype == np.float32
     assert mel.shape == (80, 1 + n_samples // 200)
@@ -62,7 +53,7 @@ def test_silence_is_the_floor() -> None:
 def test_window_starts_follow_3_2_frames() -> None:
     frames = np.arange(20000)
     assert np.array_equal(mel_start(frames), [int(3.2 * i) for i in frames])
-    mel = mel_spectrogram(speech_like(1.0))
+    mel = mel_spectrogram(voiced_bursts(1.0))
     starts = mel_start(np.arange(25))
     windows = mel_windows(mel, starts)
     for i, start in enumerate(starts):
@@ -77,7 +68,7 @@ def test_window_starts_follow_3_2_frames() -> None:
 )
 def test_frame_count(n_samples: int, frames: int) -> None:
     extractor = FeatureExtractor()
-    samples = speech_like(4.0)[:n_samples]
+    samples = voiced_bursts(4.0)[:n_samples]
     assert extractor.vectors(samples).shape == (frames, 512)
     assert extractor.windows(samples).shape == (frames, 32, 16, 16)
 
@@ -94,7 +85,7 @@ def test_tone_burst_lands_on_its_frames() -> None:
 
 
 def test_builtin_projection_contract() -> None:
-    samples = speech_like(1.5)
+    samples = voiced_bursts(1.5)
     vectors = FeatureExtractor().vectors(samples)
     mel = mel_spectrogram(samples)
     weights = np.random.default_rng(20240611).standard_normal((510, 1280), np.float32)
@@ -140,7 +131,7 @@ def write_linear_encoder(path: Path, weights: np.ndarray, batch: int | str = "ba
 def test_onnx_encoder_in_batches(tmp_path: Path, batch: int | str) -> None:
     weights = np.random.default_rng(2).standard_normal((1280, 512)).astype(np.float32) / 40
     extractor = FeatureExtractor(write_linear_encoder(tmp_path / "ave.onnx", weights, batch))
-    samples = speech_like(6.0)  # 150 frames: several encoder batches, the last one partial
+    samples = voiced_bursts(6.0)  # 150 frames: several encoder batches, the last one partial
     mel_windows_ = mel_windows(mel_spectrogram(samples), mel_start(np.arange(150)))
     np.testing.assert_allclose(extractor.vectors(samples), mel_windows_.reshape(150, -1) @ weights, atol=1e-4)
 
@@ -177,7 +168,7 @@ def stream(features: IncrementalFeatures, samples: np.ndarray, seed: int) -> lis
 @pytest.mark.parametrize("lookahead", [FULL_WINDOW_LOOKAHEAD_FRAMES, 13])
 def test_incremental_equals_whole_utterance(lookahead: int) -> None:
     extractor = FeatureExtractor()
-    samples = speech_like(3.0)[: RATE * 3 - 77]
+    samples = voiced_bursts(3.0)[: RATE * 3 - 77]
     expected = extractor.windows(samples)
     emitted = stream(IncrementalFeatures(extractor, lookahead), samples, seed=lookahead)
     assert [i for i, _ in emitted] == list(range(len(expected)))
@@ -187,7 +178,7 @@ def test_incremental_equals_whole_utterance(lookahead: int) -> None:
 def test_a_frame_less_than_the_full_window_look_ahead_is_not_exact() -> None:
     """The contract's full-window look-ahead is the smallest that gives every window whole."""
     extractor = FeatureExtractor()
-    samples = speech_like(3.0)
+    samples = voiced_bursts(3.0)
     expected = extractor.windows(samples)
     emitted = stream(IncrementalFeatures(extractor, FULL_WINDOW_LOOKAHEAD_FRAMES - 1), samples, seed=1)
     assert not np.allclose(np.stack([w for _, w in emitted]), expected, atol=1e-5)
@@ -195,7 +186,7 @@ def test_a_frame_less_than_the_full_window_look_ahead_is_not_exact() -> None:
 
 def test_lookahead_1_reads_the_frames_own_energy() -> None:
     extractor = FeatureExtractor()
-    samples = speech_like(3.0, seed=4)
+    samples = voiced_bursts(3.0, seed=4)
     vectors = extractor.vectors(samples)
     emitted = stream(IncrementalFeatures(extractor, 1), samples, seed=5)
     windows = np.stack([w for _, w in emitted]).reshape(-1, 16, 512)
@@ -209,7 +200,7 @@ def test_lookahead_1_reads_the_frames_own_energy() -> None:
 @pytest.mark.parametrize("lookahead", [0, 1, 4])
 def test_output_does_not_depend_on_chunking(lookahead: int) -> None:
     extractor = FeatureExtractor()
-    samples = speech_like(2.0, seed=6)
+    samples = voiced_bursts(2.0, seed=6)
     first = stream(IncrementalFeatures(extractor, lookahead), samples, seed=1)
     second = stream(IncrementalFeatures(extractor, lookahead), samples, seed=2)
     assert [i for i, _ in first] == [i for i, _ in second]
@@ -219,7 +210,7 @@ def test_output_does_not_depend_on_chunking(lookahead: int) -> None:
 @pytest.mark.parametrize("lookahead", [1, 13])
 def test_frame_is_emitted_when_its_lookahead_arrives(lookahead: int) -> None:
     features = IncrementalFeatures(FeatureExtractor(), lookahead)
-    samples = speech_like(2.0, seed=8)
+    samples = voiced_bursts(2.0, seed=8)
     step = 80
     for position in range(0, samples.size, step):
         for frame, _ in features.push(samples[position : position + step]):
@@ -231,8 +222,8 @@ def test_frame_is_emitted_when_its_lookahead_arrives(lookahead: int) -> None:
 def test_finish_starts_a_new_utterance() -> None:
     extractor = FeatureExtractor()
     features = IncrementalFeatures(extractor, 2)
-    first = stream(features, speech_like(1.0, seed=9), seed=3)
-    again = stream(features, speech_like(1.0, seed=9), seed=4)
+    first = stream(features, voiced_bursts(1.0, seed=9), seed=3)
+    again = stream(features, voiced_bursts(1.0, seed=9), seed=4)
     assert [i for i, _ in again] == [i for i, _ in first] == list(range(25))
     np.testing.assert_allclose(np.stack([w for _, w in again]), np.stack([w for _, w in first]), atol=1e-5)
 
@@ -240,7 +231,7 @@ def test_finish_starts_a_new_utterance() -> None:
 def test_live_stream_memory_stays_bounded() -> None:
     """A long live feed must not keep its whole history."""
     features = IncrementalFeatures(FeatureExtractor(), 1)
-    chunk = speech_like(1.0, seed=10)
+    chunk = voiced_bursts(1.0, seed=10)
     for _ in range(5):
         features.push(chunk)
     tracemalloc.start()
