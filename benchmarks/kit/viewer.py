@@ -147,6 +147,7 @@ class Viewer:
         return self.frame_of(self.video_frames[-1].pts)
 
     def on_message(self, message: str, arrival: float) -> None:
+        """A data-channel message: kept as an event; a `stats` one also estimates the first frame number."""
         event = json.loads(message)
         self.events.append({**event, "arrival": arrival})
         if event.get("type") == "stats" and self.video_rtp.newest >= 0:
