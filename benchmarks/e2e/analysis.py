@@ -21,7 +21,7 @@ import numpy as np
 
 from benchmarks.e2e import BenchError
 from benchmarks.e2e.clients import SessionRun
-from benchmarks.e2e.script import Utterance
+from benchmarks.e2e.script import SpeechScript
 from benchmarks.kit.mouth import MouthMeter
 from benchmarks.kit.viewer import Viewer
 from lipstream.timebase import FRAME_SECONDS, PLAYBACK_CHUNK_SECONDS, PLAYBACK_RATE, VIDEO_CLOCK_HZ, VIDEO_FPS
@@ -149,7 +149,7 @@ def av_offsets_ms(run: SessionRun, series: VideoSeries, burst_frames: int) -> di
     }
 
 
-def analyse(run: SessionRun, utterance: Utterance, meter: MouthMeter) -> dict[str, Any]:
+def analyse(run: SessionRun, utterance: SpeechScript, meter: MouthMeter) -> dict[str, Any]:
     """One session's entry in the JSON's `per_session` list."""
     series = VideoSeries.of(run.client, meter)
     threshold = moving_threshold(series, run.start)

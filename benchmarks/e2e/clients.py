@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from benchmarks.e2e import BenchError
-from benchmarks.e2e.script import Utterance
+from benchmarks.e2e.script import SpeechScript
 from benchmarks.kit.mouth import MouthMeter
 from benchmarks.kit.viewer import Viewer, connect_viewer
 from lipstream.timebase import FRAME_SECONDS
@@ -57,7 +57,7 @@ async def _session_state(http: aiohttp.ClientSession, client: Viewer) -> dict:
 
 
 async def speak_and_interrupt(
-    http: aiohttp.ClientSession, client: Viewer, utterance: Utterance, delays_s: tuple[float, float]
+    http: aiohttp.ClientSession, client: Viewer, utterance: SpeechScript, delays_s: tuple[float, float]
 ) -> SessionRun:
     """Upload the utterance, interrupt it in its sustained vowel, watch the return to idle.
 

@@ -52,7 +52,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """DESIGN.md's performance targets next to what was measured."""
+    """The performance targets (README, Benchmarks) next to what was measured."""
     goals = {
         "capacity_sessions": (result["capacity_sessions"], ">=", 6),
         "speech_to_lips_frames": (result["speech_to_lips_frames"], "<=", result["model_lookahead_frames"] + 3),

@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks.e2e.analysis import analyse, median
 from benchmarks.e2e.clients import connect_clients, speak_and_interrupt
-from benchmarks.e2e.script import Utterance
+from benchmarks.e2e.script import SpeechScript
 from benchmarks.e2e.services import MODEL, ProcessMeter, Services, model_lookahead, settle_rss_mb
 from benchmarks.kit.mouth import MouthMeter
 from benchmarks.kit.viewer import Viewer
@@ -90,7 +90,7 @@ async def run_level(
     meter: ProcessMeter,
     clients: list[Viewer],
     sessions: int,
-    utterance: Utterance,
+    utterance: SpeechScript,
     mouth: MouthMeter,
 ) -> dict[str, Any]:
     """Bring the clients up to `sessions`, then all of them speak at once (staggered within a second)."""
@@ -148,7 +148,7 @@ async def run_bench(options: Options) -> Measured:
     """Every level up to the first that does not hold; the services and clients are gone when it returns."""
     load_before = os.getloadavg()[0]
     levels = session_levels(options.max_sessions, options.quick)
-    utterance = Utterance.build(options.seconds)
+    utterance = SpeechScript.build(options.seconds)
     directory = await asyncio.get_running_loop().run_in_executor(None, ensure_default_avatar)
     avatar = await asyncio.get_running_loop().run_in_executor(None, FrameStore().get, directory)
     mouth = MouthMeter(avatar)

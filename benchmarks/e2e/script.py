@@ -12,15 +12,15 @@ INTERRUPT_INTO_SUSTAIN_FRAMES = 10
 
 
 @dataclass(frozen=True)
-class Utterance:
-    """The test utterance: `burst_frames` of syllables, then a sustained vowel the interrupt cuts."""
+class SpeechScript:
+    """What every client says: `burst_frames` of syllables, then a sustained vowel the interrupt cuts."""
 
     audio: bytes  # a WAV upload
     burst_frames: int
     interrupt_index: int  # utterance frame at whose arrival the client interrupts
 
     @classmethod
-    def build(cls, seconds: float, seed: int = 0) -> Utterance:
+    def build(cls, seconds: float, seed: int = 0) -> SpeechScript:
         spans = [*random_syllables(seconds, seed), Span(seconds, seconds + SUSTAIN_S)]
         samples = buzzy_voice(spans, seconds + SUSTAIN_S, seed=seed)
         bursts = int(round(seconds * VIDEO_FPS))
