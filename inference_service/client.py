@@ -182,14 +182,20 @@ class InFlight(NamedTuple):
 
 
 class FrameStream:
-    """A StreamInfer call that survives server loss by reopening on demand."""
+    """A StreamInfer call that survives server loss by reopening on demand.
+
+    `submit` never waits: frames go to a writer task through a queue bounded by the frames
+    in flight, so a server that stops reading (frozen, or its TCP window full) costs the
+    caller failed frames, never a stalled video clock.
+    """
 
     def __init__(self, stub: pb_grpc.LipSyncStub, max_inflight: int, backoff: Backoff) -> None:
         self._stub = stub
         self._max_inflight = max_inflight
         self._backoff = backoff
         self._call: grpc.aio.StreamStreamCall | None = None
-        self._reader: asyncio.Task | None = None
+        self._outbox: asyncio.Queue[pb.FrameRequest] = asyncio.Queue(max_inflight)
+        self._tasks: set[asyncio.Task[None]] = set()
         self._pending: collections.deque[InFlight] = collections.deque()
         self._closed = False
 
@@ -200,11 +206,15 @@ class FrameStream:
     def _open(self) -> grpc.aio.StreamStreamCall:
         call = self._stub.StreamInfer(wait_for_ready=False)
         self._call = call
-        self._reader = asyncio.create_task(self._read(call), name="inference-stream-reader")
+        self._outbox = asyncio.Queue(self._max_inflight)
+        for job, name in ((self._read(call), "reader"), (self._write(call, self._outbox), "writer")):
+            task = asyncio.create_task(job, name=f"inference-stream-{name}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return call
 
-    async def submit(self, request: pb.FrameRequest) -> asyncio.Future[pb.FrameResult]:
-        """Send one frame; the returned future gives its FrameResult or raises.
+    def submit(self, request: pb.FrameRequest) -> asyncio.Future[pb.FrameResult]:
+        """Queue one frame; the returned future gives its FrameResult or raises.
 
         Raises InferenceUnavailable at once while the stream is down and the
         backoff has not elapsed, or when `max_inflight` frames are pending.
@@ -225,11 +235,15 @@ class FrameStream:
         future: asyncio.Future[pb.FrameResult] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
         self._pending.append(InFlight(request.frame_id, future, time.monotonic()))
+        self._outbox.put_nowait(request)  # never full: it holds at most the frames pending
+        return future
+
+    async def _write(self, call: grpc.aio.StreamStreamCall, outbox: asyncio.Queue[pb.FrameRequest]) -> None:
         try:
-            await call.write(request)
+            while True:
+                await call.write(await outbox.get())
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
             self._broken(call, exc)
-        return future
 
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
         try:
@@ -257,7 +271,7 @@ class FrameStream:
         if self._call is not call:
             return
         self._call = None
-        call.cancel()
+        call.cancel()  # ends its reader and writer
         if not self._closed:
             self._backoff.failed()
             log.warning("inference stream lost: %s", _describe(exc))
@@ -269,12 +283,11 @@ class FrameStream:
 
     async def close(self) -> None:
         self._closed = True
-        call, reader = self._call, self._reader
-        if call is not None:
-            self._broken(call, InferenceUnavailable("stream closed"))
-        if reader is not None:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+        if self._call is not None:
+            self._broken(self._call, InferenceUnavailable("stream closed"))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _retrieve(future: asyncio.Future[pb.FrameResult]) -> None:

@@ -77,7 +77,7 @@ class MouthPipeline:
     def _deadline(self, frame: int) -> float:
         return self._clock.frame_due(frame) - RENDER_MARGIN_S
 
-    async def submit_ahead(self, n: int) -> None:
+    def submit_ahead(self, n: int) -> None:
         """Request every planned, ready frame from `n` to `n + pipeline_frames` not yet requested."""
         for frame in range(n, n + self._pipeline_frames + 1):
             planned = self._timeline.plan(frame)
@@ -101,7 +101,7 @@ class MouthPipeline:
                 ),
             )
             try:
-                future = await self._stream.submit(request)
+                future = self._stream.submit(request)
             except InferenceUnavailable:
                 return  # degrade to idle frames; the stream reconnects with backoff
             pending = PendingMouth(frame, future, time.perf_counter())

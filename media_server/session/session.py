@@ -35,6 +35,7 @@ from media_server.session.mouth import MouthPipeline
 from media_server.session.renderer import Renderer
 from media_server.session.speech_input import SpeechInput
 from media_server.session.stats import SessionStats
+from media_server.speech.audio import PcmFormat
 from media_server.speech.features import FeatureExtractor
 from media_server.speech.live import LiveFeed
 from media_server.speech.timeline import SpeechTimeline
@@ -113,7 +114,7 @@ class Session:
             self._mouth.drop_before(n)
         self._timeline.advance_to(n)
         self._forward_events()
-        await self._mouth.submit_ahead(n)
+        self._mouth.submit_ahead(n)
         mouth = await self._mouth.mouth_for(n)
         packet = await self._renderer.render(self._mouth.background(n), mouth, n * PTS_PER_FRAME)
         await self._clock.sleep_until(self._clock.frame_due(n))
@@ -139,8 +140,8 @@ class Session:
         """An audio file, queued after what is playing (see SpeechInput.speak)."""
         return await self._speech.speak(data)
 
-    def live_feed(self, sample_rate: int, sample_format: str = "s16le", channels: int = 1) -> LiveFeed:
-        return self._speech.live_feed(sample_rate, sample_format, channels)
+    def live_feed(self, pcm: PcmFormat) -> LiveFeed:
+        return self._speech.live_feed(pcm)
 
     def interrupt(self) -> int:
         dropped = self._speech.interrupt()

@@ -12,7 +12,7 @@ from lipstream.timebase import SPEECH_RATE
 from media_server.config import SessionConfig
 from media_server.metrics import EdgeMetrics
 from media_server.session.stats import SessionStats
-from media_server.speech.audio import PcmResampler, concat_samples, decode_audio, to_playback_frames
+from media_server.speech.audio import PcmFormat, concat_samples, decode_audio, to_playback_frames
 from media_server.speech.features import FeatureExtractor
 from media_server.speech.incremental import IncrementalFeatures
 from media_server.speech.live import LiveFeed, LiveLimits
@@ -82,12 +82,12 @@ class SpeechInput:
         if self._metrics is not None:
             self._metrics.utterances.labels(utterance.kind).inc()
 
-    def live_feed(self, sample_rate: int, sample_format: str = "s16le", channels: int = 1) -> LiveFeed:
-        """A live PCM feed into this session; ValueError for a format it cannot take."""
+    def live_feed(self, pcm: PcmFormat) -> LiveFeed:
+        """A live PCM feed into this session."""
         limits = LiveLimits(self._config.max_speech_seconds, self._config.live_buffer_seconds)
         return LiveFeed(
             self._timeline,
-            PcmResampler(sample_rate, SPEECH_RATE, sample_format, channels),
+            pcm,
             IncrementalFeatures(self._extractor, self._lookahead),
             self._executor,
             limits,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -26,7 +27,12 @@ PLAYBACK_RESAMPLER_DELAY = 48  # measured: samples at 48 kHz held by the filter 
 # which lets in-phase stereo exceed full scale.
 _SWR_OPTIONS = {"rematrix_maxval": "1.0"}
 
-_PCM_DTYPES: dict[str, tuple[str, np.dtype]] = {"s16le": ("s16", np.dtype("<i2")), "f32le": ("flt", np.dtype("<f4"))}
+# Live PCM a client may send: anything real speech comes as, and nothing whose resampling
+# cost per byte is unbounded (a 1 Hz stream turns 4 KB into hours of 16 kHz samples).
+PCM_DTYPES: dict[str, np.dtype] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+PCM_MIN_RATE = 8_000
+PCM_MAX_RATE = 192_000
+PCM_MAX_CHANNELS = 8
 
 
 class AudioDecodeError(ValueError):
@@ -127,26 +133,49 @@ def decode_audio(data: bytes, sample_rate: int = SPEECH_RATE, max_seconds: float
     return np.clip(samples, -1.0, 1.0, out=samples)
 
 
+@dataclass(frozen=True)
+class PcmFormat:
+    """Interleaved raw PCM as a live feed declares it; ValueError for anything outside the accepted range."""
+
+    sample_rate: int
+    sample_format: str = "s16le"
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sample_rate, int) or not PCM_MIN_RATE <= self.sample_rate <= PCM_MAX_RATE:
+            raise ValueError(
+                f"sample_rate must be a whole number of Hz from {PCM_MIN_RATE} to {PCM_MAX_RATE}, "
+                f"got {self.sample_rate!r}"
+            )
+        if self.sample_format not in PCM_DTYPES:
+            raise ValueError(f"format must be one of {sorted(PCM_DTYPES)}, got {self.sample_format!r}")
+        if not isinstance(self.channels, int) or not 1 <= self.channels <= PCM_MAX_CHANNELS:
+            raise ValueError(f"channels must be 1 to {PCM_MAX_CHANNELS} (interleaved), got {self.channels!r}")
+
+    @property
+    def dtype(self) -> np.dtype:
+        return PCM_DTYPES[self.sample_format]
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one sample on every channel."""
+        return self.dtype.itemsize * self.channels
+
+    def seconds(self, n_bytes: int) -> float:
+        return n_bytes / (self.frame_bytes * self.sample_rate)
+
+
 class PcmResampler:
     """Raw PCM chunks of a live feed (e.g. streaming TTS) -> mono float32 at `target_rate`.
 
     Chunks may split samples anywhere; the partial sample is carried to the next push.
+    Channels are averaged here (any count), so the resampler only ever sees mono.
     """
 
-    def __init__(
-        self, source_rate: int, target_rate: int = SPEECH_RATE, sample_format: str = "s16le", channels: int = 1
-    ) -> None:
-        _check_rate("source_rate", source_rate)
+    def __init__(self, pcm: PcmFormat, target_rate: int = SPEECH_RATE) -> None:
         _check_rate("target_rate", target_rate)
-        if sample_format not in _PCM_DTYPES:
-            raise ValueError(f"sample_format must be one of {sorted(_PCM_DTYPES)}, got {sample_format!r}")
-        if channels not in (1, 2):
-            raise ValueError(f"channels must be 1 (mono) or 2 (interleaved stereo), got {channels!r}")
-        self._source_rate = source_rate
+        self._pcm = pcm
         self._target_rate = target_rate
-        self._av_format, self._dtype = _PCM_DTYPES[sample_format]
-        self._layout = "mono" if channels == 1 else "stereo"
-        self._frame_bytes = self._dtype.itemsize * channels
         self._reset()
 
     def _reset(self) -> None:
@@ -155,18 +184,18 @@ class PcmResampler:
 
     def push(self, chunk: bytes) -> np.ndarray:
         """Resampled samples now available (the filter keeps a few back until flush)."""
+        pcm = self._pcm
         data = self._carry + chunk if self._carry else chunk
-        usable = len(data) - len(data) % self._frame_bytes
+        usable = len(data) - len(data) % pcm.frame_bytes
         self._carry = bytes(data[usable:])
         if usable == 0:
             return np.zeros(0, np.float32)
-        pcm = np.frombuffer(data, dtype=self._dtype, count=usable // self._dtype.itemsize)
-        frame = av.AudioFrame.from_ndarray(
-            pcm.astype(self._dtype.newbyteorder("="), copy=False).reshape(1, -1),
-            format=self._av_format,
-            layout=self._layout,
-        )
-        frame.sample_rate = self._source_rate
+        samples = np.frombuffer(data, dtype=pcm.dtype, count=usable // pcm.dtype.itemsize).astype(np.float32)
+        if pcm.dtype.kind == "i":
+            samples /= np.float32(32768.0)
+        mono = samples.reshape(-1, pcm.channels).mean(axis=1, dtype=np.float32) if pcm.channels > 1 else samples
+        frame = av.AudioFrame.from_ndarray(mono.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = pcm.sample_rate
         return concat_samples(_samples(self._resampler.resample(frame)), np.float32)
 
     def flush(self) -> np.ndarray:

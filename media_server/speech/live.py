@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lipstream.timebase import VIDEO_FPS
-from media_server.speech.audio import AudioTooLongError, PcmResampler, PlaybackChunker, concat_samples
+from media_server.speech.audio import AudioTooLongError, PcmFormat, PcmResampler, PlaybackChunker, concat_samples
 from media_server.speech.incremental import IncrementalFeatures
 from media_server.speech.timeline import SpeechTimeline
 from media_server.speech.utterance import Utterance
@@ -22,10 +22,6 @@ class LiveLimits:
     ahead_seconds: float  # the feed may run this far ahead of playback before `push` waits
 
     @property
-    def max_frames(self) -> int:
-        return int(self.max_seconds * VIDEO_FPS)
-
-    @property
     def ahead_frames(self) -> int:
         return int(self.ahead_seconds * VIDEO_FPS)
 
@@ -33,20 +29,23 @@ class LiveLimits:
 class LiveFeed:
     """Live PCM -> one utterance that grows as audio arrives; `end()` closes it, the next push opens another.
 
-    Resampling and features run in `executor`, never on the event loop.
+    Resampling and features run in `executor`, never on the event loop, and only for audio
+    within the limits: a chunk is measured by its size before any work is done on it.
     """
 
     def __init__(
         self,
         timeline: SpeechTimeline,
-        resampler: PcmResampler,
+        pcm: PcmFormat,
         features: IncrementalFeatures,
         executor: Executor | None,
         limits: LiveLimits,
         on_queued: Callable[[Utterance], None],
     ) -> None:
         self._timeline = timeline
-        self._resampler = resampler
+        self._pcm = pcm
+        self._resampler = PcmResampler(pcm)
+        self._received_s = 0.0  # of the current utterance, as sent
         self._features = features
         self._chunker = PlaybackChunker()
         self._executor = executor
@@ -78,6 +77,9 @@ class LiveFeed:
             return
         if self.utterance is None:
             self._timeline.ensure_room()
+        self._received_s += self._pcm.seconds(len(chunk))
+        if self._received_s > self._limits.max_seconds:
+            raise AudioTooLongError(f"live speech is longer than the {self._limits.max_seconds:g} s limit")
         loop = asyncio.get_running_loop()
         windows, playback, count = await loop.run_in_executor(self._executor, self._ingest, chunk)
         if self.utterance is None:
@@ -90,14 +92,13 @@ class LiveFeed:
         if utterance.dropped:
             return
         utterance.add_live(windows, playback, count)
-        if utterance.received > self._limits.max_frames:
-            raise AudioTooLongError(f"live speech is longer than the {self._limits.max_seconds:g} s limit")
         while utterance.received - utterance.shown > self._limits.ahead_frames and not utterance.dropped:
             await utterance.played_more()
 
     async def end(self) -> Utterance | None:
         """End of the utterance; the next push starts a new one."""
         utterance, self.utterance = self.utterance, None
+        self._received_s = 0.0
         windows, playback = await asyncio.get_running_loop().run_in_executor(self._executor, self._drain)
         if utterance is not None:
             utterance.finish(windows, playback)

@@ -15,7 +15,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from media_server.session.session import Session
-from media_server.speech.audio import AudioTooLongError
+from media_server.speech.audio import AudioTooLongError, PcmFormat
 from media_server.speech.live import LiveFeed
 from media_server.speech.timeline import SpeechQueueFull
 
@@ -48,7 +48,7 @@ async def echo_microphone(session: Session, track: MediaStreamTrack) -> None:
             if feed is None:
                 if level < SPEECH_RMS:
                     continue
-                feed = session.live_feed(frame.sample_rate, "s16le", channels)
+                feed = session.live_feed(PcmFormat(frame.sample_rate, "s16le", channels))
             quiet_s = quiet_s + seconds if level < SPEECH_RMS else 0.0
             try:
                 await feed.push(data)

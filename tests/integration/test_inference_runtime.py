@@ -101,7 +101,7 @@ async def test_client_spreads_streams_and_survives_a_dead_server(tmp_path: Path)
     streams = [client.open_stream() for _ in range(4)]
     try:
         for stream in streams:
-            result = await (await stream.submit(compact_frame(1, "one", TINY, AUDIO)))
+            result = await stream.submit(compact_frame(1, "one", TINY, AUDIO))
             assert result.mouth
         served = [
             s.metrics.registry.get_sample_value("lipstream_inference_frames_total", {"model": "one"}) or 0
@@ -110,7 +110,7 @@ async def test_client_spreads_streams_and_survives_a_dead_server(tmp_path: Path)
         assert all(count >= 1 for count in served), f"round_robin left a server idle: {served}"
 
         with pytest.raises(FrameFailed) as bad:
-            await (await streams[0].submit(compact_frame(2, "nope", TINY, AUDIO)))
+            await streams[0].submit(compact_frame(2, "nope", TINY, AUDIO))
         assert bad.value.code == grpc.StatusCode.NOT_FOUND.value[0]
 
         await first.stop()
@@ -121,7 +121,7 @@ async def test_client_spreads_streams_and_survives_a_dead_server(tmp_path: Path)
             for stream in streams:
                 try:
                     results.append(
-                        await asyncio.wait_for(await stream.submit(compact_frame(frame_id, "one", TINY, AUDIO)), 2)
+                        await asyncio.wait_for(stream.submit(compact_frame(frame_id, "one", TINY, AUDIO)), 2)
                     )
                 except InferenceUnavailable:
                     results.append(None)
@@ -162,7 +162,7 @@ async def test_hung_server_is_given_up_for_a_live_one(tmp_path: Path) -> None:
             for frame_id in range(60):
                 for index, stream in enumerate(streams):
                     try:
-                        future = await stream.submit(compact_frame(frame_id, "one", TINY, AUDIO))
+                        future = stream.submit(compact_frame(frame_id, "one", TINY, AUDIO))
                         await asyncio.wait_for(asyncio.shield(future), 0.1)
                         answered[index] += 1
                     except (InferenceUnavailable, TimeoutError):

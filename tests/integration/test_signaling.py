@@ -13,7 +13,7 @@ from edge_helpers import running_edge, wait_for
 from benchmarks.kit.speech import encode, s16, voiced_bursts
 from benchmarks.kit.viewer import Viewer, connect_viewer
 from media_server.avatars.bundled import ensure_default_avatar
-from media_server.speech.audio import AudioTooLongError
+from media_server.speech.audio import AudioTooLongError, PcmFormat
 
 
 async def test_api_key_guards_session_creation() -> None:
@@ -156,7 +156,7 @@ async def test_live_feed_is_held_to_the_playback_and_capped() -> None:
         viewer = await connect_viewer(http, edge.url)
         try:
             session = edge.edge.sessions[viewer.session_id]
-            feed = session.live_feed(16000, "s16le", 1)
+            feed = session.live_feed(PcmFormat(16000))
             second = s16(voiced_bursts(1.0)).tobytes()
             with pytest.raises(TimeoutError):  # 2 s of audio at once: far ahead of playback, so it waits
                 await asyncio.wait_for(feed.push(second * 2), 0.5)
@@ -165,7 +165,7 @@ async def test_live_feed_is_held_to_the_playback_and_capped() -> None:
             await feed.end()
 
             edge.edge.config.sessions.live_buffer_seconds = 60.0  # limits are read as a feed opens
-            capped = session.live_feed(16000, "s16le", 1)
+            capped = session.live_feed(PcmFormat(16000))
             with pytest.raises(AudioTooLongError):
                 await capped.push(second * 4)
         finally:

@@ -14,6 +14,7 @@ from media_server.speech.audio import (
     PLAYBACK_RESAMPLER_DELAY,
     AudioDecodeError,
     AudioTooLongError,
+    PcmFormat,
     PcmResampler,
     PlaybackChunker,
     decode_audio,
@@ -139,15 +140,16 @@ def split_randomly(data: bytes, rng: np.random.Generator) -> list[bytes]:
 
 @pytest.mark.parametrize(
     ("sample_format", "channels", "source_rate"),
-    [("s16le", 1, 24000), ("f32le", 1, 24000), ("s16le", 2, 44100), ("f32le", 2, 48000)],
+    [("s16le", 1, 24000), ("f32le", 1, 24000), ("s16le", 2, 44100), ("f32le", 2, 48000), ("s16le", 6, 8000)],
 )
 def test_pcm_chunked_equals_one_shot(sample_format: str, channels: int, source_rate: int) -> None:
     samples = np.repeat(tone(source_rate, 1.0)[:, None], channels, axis=1)
     data = (samples * 32767).astype("<i2").tobytes() if sample_format == "s16le" else samples.astype("<f4").tobytes()
 
-    one_shot = PcmResampler(source_rate, 16000, sample_format, channels)
+    pcm = PcmFormat(source_rate, sample_format, channels)
+    one_shot = PcmResampler(pcm, 16000)
     whole = np.concatenate([one_shot.push(data), one_shot.flush()])
-    chunked = PcmResampler(source_rate, 16000, sample_format, channels)
+    chunked = PcmResampler(pcm, 16000)
     parts = [chunked.push(chunk) for chunk in split_randomly(data, np.random.default_rng(channels))]
     pieces = np.concatenate([*parts, chunked.flush()])
 
@@ -160,7 +162,7 @@ def test_pcm_chunked_equals_one_shot(sample_format: str, channels: int, source_r
 
 
 def test_pcm_partial_sample_is_carried() -> None:
-    resampler = PcmResampler(16000, 16000, "s16le")
+    resampler = PcmResampler(PcmFormat(16000, "s16le"), 16000)
     assert resampler.push(b"\x00").size == 0
     assert np.array_equal(resampler.push(b"\x40\x00"), np.array([0x4000 / 32768], np.float32))
     assert np.array_equal(resampler.push(b"\xc0\x00"), np.array([-0x4000 / 32768], np.float32))
@@ -169,14 +171,14 @@ def test_pcm_partial_sample_is_carried() -> None:
 
 def test_pcm_at_target_rate_passes_through() -> None:
     samples = tone(16000, 0.5)
-    resampler = PcmResampler(16000, 16000, "f32le")
+    resampler = PcmResampler(PcmFormat(16000, "f32le"), 16000)
     assert np.array_equal(resampler.push(samples.tobytes()), samples)
     assert resampler.flush().size == 0
 
 
 def test_pcm_resampler_restarts_after_flush() -> None:
     data = (tone(24000, 0.5) * 32767).astype("<i2").tobytes()
-    resampler = PcmResampler(24000)
+    resampler = PcmResampler(PcmFormat(24000))
     first = np.concatenate([resampler.push(data), resampler.flush()])
     second = np.concatenate([resampler.push(data), resampler.flush()])
     assert np.array_equal(first, second)
@@ -185,15 +187,23 @@ def test_pcm_resampler_restarts_after_flush() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"source_rate": 24000, "sample_format": "s24le"}, "sample_format"),
-        ({"source_rate": 24000, "channels": 3}, "channels"),
-        ({"source_rate": 0}, "source_rate"),
-        ({"source_rate": 24000, "target_rate": -16000}, "target_rate"),
+        ({"sample_rate": 24000, "sample_format": "s24le"}, "format"),
+        ({"sample_rate": 24000, "channels": 9}, "channels"),
+        ({"sample_rate": 24000, "channels": 0}, "channels"),
+        ({"sample_rate": 0}, "sample_rate"),
+        ({"sample_rate": 1}, "sample_rate"),  # 4 KB at 1 Hz would be hours of audio to resample
+        ({"sample_rate": 1_000_000_000}, "sample_rate"),
+        ({"sample_rate": 24000.5}, "sample_rate"),
     ],
 )
-def test_pcm_resampler_rejects_bad_settings(kwargs: dict, message: str) -> None:
+def test_pcm_formats_outside_the_speech_range_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        PcmResampler(**kwargs)
+        PcmFormat(**kwargs)
+
+
+def test_pcm_resampler_rejects_a_bad_target_rate() -> None:
+    with pytest.raises(ValueError, match="target_rate"):
+        PcmResampler(PcmFormat(24000), -16000)
 
 
 def test_playback_chunks_are_sample_aligned() -> None:
