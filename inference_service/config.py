@@ -15,9 +15,13 @@ ProviderName = Literal["tensorrt", "cuda", "cpu"]
 
 
 class ServerConfig(StrictModel):
-    host: str = "[::]"
+    host: str = Field("127.0.0.1", description="loopback unless configured: '[::]' serves every interface")
     port: int = Field(50051, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(9151, ge=0, le=65535, description="null disables; 0 picks a free port")
+    admin_token: str | None = Field(
+        None, description="LoadModel/UnloadModel need 'authorization: Bearer TOKEN'; null turns them off"
+    )
     max_message_mb: float = Field(16.0, gt=0, le=1024)
     grace_s: float = Field(5.0, ge=0, description="time given to in-flight calls on shutdown")
 

@@ -19,6 +19,11 @@ class HttpConfig(StrictModel):
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API")
     api_key: str | None = Field(None, description="when set, creating a session needs 'Authorization: Bearer KEY'")
     ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for NAT traversal")
+    max_sdp_kb: int = Field(64, ge=4, le=1024, description="largest SDP offer")
+    max_sdp_media: int = Field(16, ge=1, le=256, description="most m-lines in an offer")
+    max_trickle_candidates: int = Field(32, ge=1, le=1024, description="most ICE candidates in one PATCH")
+    sessions_per_minute: float = Field(30.0, gt=0, description="new sessions one client address may open, sustained")
+    session_burst: int = Field(10, ge=1, description="... and at once")
 
 
 class InferenceTargetsConfig(StrictModel):
@@ -26,6 +31,7 @@ class InferenceTargetsConfig(StrictModel):
     max_message_mb: float = Field(16.0, gt=0)
     backoff_initial_s: float = Field(0.1, gt=0)
     backoff_max_s: float = Field(5.0, gt=0)
+    health_interval_s: float = Field(1.0, gt=0, le=60, description="how often /health's answer is refreshed")
 
 
 class AvatarsConfig(StrictModel):
@@ -41,8 +47,13 @@ class VideoConfig(StrictModel):
 
 
 class SessionConfig(StrictModel):
-    max_sessions: int = Field(8, ge=1)
-    connect_timeout_s: float = Field(30.0, gt=0)
+    max_sessions: int = Field(6, ge=1, description="what a 2-core machine carries speaking at 25 fps")
+    max_connecting: int = Field(4, ge=1, description="sessions whose WebRTC connection is not up yet")
+    connect_timeout_s: float = Field(10.0, gt=0, le=60, description="a session not connected by then is ended")
+    overload_late_pct: float = Field(
+        5.0, gt=0, le=100, description="new sessions are refused while more of the recent frames than this are late"
+    )
+    overload_window_s: float = Field(3.0, gt=0, le=60)
     pipeline_frames: int = Field(3, ge=1, le=25, description="inference requests sent this many frames ahead")
     max_speech_mb: float = Field(20.0, gt=0)
     max_speech_seconds: float = Field(120.0, gt=0)

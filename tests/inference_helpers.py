@@ -11,6 +11,8 @@ from onnx import TensorProto, helper
 from inference_service.config import InferenceConfig, ModelSpec
 from protos.lipsync.v1 import lipsync_pb2 as pb
 
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)  # call metadata for LoadModel / UnloadModel
 TINY = 16  # crop size of the tiny models: fast, still the full contract
 
 
@@ -57,7 +59,9 @@ def tiny_spec(model_id: str, path: Path) -> ModelSpec:
 
 def make_config(models: list[ModelSpec] | None = None, **sections: dict) -> InferenceConfig:
     """A config for a server on free ports; `models` replaces the built-in list (no preload)."""
-    data: dict = {"server": {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "grace_s": 0.5}}
+    data: dict = {
+        "server": {"host": "127.0.0.1", "port": 0, "metrics_port": 0, "grace_s": 0.5, "admin_token": ADMIN_TOKEN}
+    }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     if models is not None:

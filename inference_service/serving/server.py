@@ -63,7 +63,9 @@ class InferenceServer:
             raise OSError(f"cannot listen on {server.host}:{server.port} (in use?)") from exc
         await self._server.start()
         if server.metrics_port is not None:
-            self._metrics_http, _ = start_http_server(server.metrics_port, registry=self.metrics.registry)
+            self._metrics_http, _ = start_http_server(
+                server.metrics_port, addr=server.metrics_host, registry=self.metrics.registry
+            )
             self.metrics_port = self._metrics_http.server_port
         log.info("inference service on port %d (metrics on %d)", self.port, self.metrics_port)
         await self._preload()

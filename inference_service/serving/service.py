@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import platform
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -167,7 +168,17 @@ class LipSyncService(pb_grpc.LipSyncServicer):
                 )
         return pb.InferResponse(results=results)
 
+    async def _authorise_admin(self, context: grpc.aio.ServicerContext) -> None:
+        """Loading and unloading models changes what every client gets: only with the admin token."""
+        token = self.config.server.admin_token
+        if token is None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "model administration is off (server.admin_token)")
+        presented = dict(context.invocation_metadata() or ()).get("authorization", "")
+        if not hmac.compare_digest(str(presented).encode(), f"Bearer {token}".encode()):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "model administration needs the admin token")
+
     async def LoadModel(self, request: pb.LoadModelRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
+        await self._authorise_admin(context)
         try:
             model = await self.registry.get(request.model)
         except Exception as exc:  # noqa: BLE001 - every failure has its status
@@ -177,6 +188,7 @@ class LipSyncService(pb_grpc.LipSyncServicer):
     async def UnloadModel(
         self, request: pb.UnloadModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.UnloadModelResponse:
+        await self._authorise_admin(context)
         try:
             was_loaded = await self.registry.unload(request.model)
         except Exception as exc:  # noqa: BLE001 - every failure has its status

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from pathlib import Path
 
 import grpc
 import numpy as np
+import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from inference_helpers import TINY, audio_bytes, compact_frame, i420_crop, make_config, tiny_spec, write_tiny_model
+from inference_helpers import (
+    ADMIN,
+    TINY,
+    audio_bytes,
+    compact_frame,
+    i420_crop,
+    make_config,
+    tiny_spec,
+    write_tiny_model,
+)
 
+from inference_service.config import InferenceConfig
 from inference_service.serving.server import InferenceServer
 from protos.lipsync.v1 import lipsync_pb2 as pb
 from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
@@ -239,24 +251,24 @@ async def test_registry_lru_shared_sessions_and_load_failure(tiny_models) -> Non
     config = tiny_config(tiny_models, registry={"max_models": 2, "max_memory_mb": 2.5})
     server, channel, stub = await running(config)
     try:
-        await stub.LoadModel(pb.LoadModelRequest(model="one"))
-        alias = await stub.LoadModel(pb.LoadModelRequest(model="one-alias"))
+        await stub.LoadModel(pb.LoadModelRequest(model="one"), metadata=ADMIN)
+        alias = await stub.LoadModel(pb.LoadModelRequest(model="one-alias"), metadata=ADMIN)
         assert alias.shares_session_with == ["one"]
         assert 0 < server.service.registry.memory_bytes() < 10_000  # one shared file, counted once
         await stub.Infer(pb.InferRequest(frames=[tiny_frame(1, model="one")]))  # "one" is now most recent
-        await stub.LoadModel(pb.LoadModelRequest(model="half"))  # over max_models: evicts "one-alias"
+        await stub.LoadModel(pb.LoadModelRequest(model="half"), metadata=ADMIN)  # over max_models: evicts "one-alias"
         loaded = {m.id for m in (await stub.ListModels(pb.ListModelsRequest())).models if m.loaded}
         assert loaded == {"one", "half"}
-        await stub.LoadModel(pb.LoadModelRequest(model="big"))  # 3 MB > 2.5 MB budget: evicts the rest
+        await stub.LoadModel(pb.LoadModelRequest(model="big"), metadata=ADMIN)  # 3 MB > 2.5 MB budget: evicts the rest
         loaded = {m.id for m in (await stub.ListModels(pb.ListModelsRequest())).models if m.loaded}
         assert loaded == {"big"}
         with pytest.raises(grpc.aio.AioRpcError) as failed:
-            await stub.LoadModel(pb.LoadModelRequest(model="broken"))
+            await stub.LoadModel(pb.LoadModelRequest(model="broken"), metadata=ADMIN)
         assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "broken" in failed.value.details()
         reply = await stub.Infer(pb.InferRequest(frames=[tiny_frame(2, model="half")]), timeout=5)
         assert reply.results[0].mouth, "a model that failed to load must leave the others serving"
-        unloaded = await stub.UnloadModel(pb.UnloadModelRequest(model="half"))
+        unloaded = await stub.UnloadModel(pb.UnloadModelRequest(model="half"), metadata=ADMIN)
         assert unloaded.was_loaded
     finally:
         await channel.close()
@@ -267,7 +279,7 @@ async def test_full_queue_answers_resource_exhausted(tiny_models) -> None:
     config = tiny_config(tiny_models, batching={"queue_size": 1, "max_batch": 1, "workers": 1})
     server, channel, stub = await running(config)
     try:
-        await stub.LoadModel(pb.LoadModelRequest(model="one"))
+        await stub.LoadModel(pb.LoadModelRequest(model="one"), metadata=ADMIN)
         call = stub.StreamInfer()
         for frame_id in range(40):
             await call.write(tiny_frame(frame_id))
@@ -302,7 +314,7 @@ async def test_deadlines_and_message_limits(tiny_models) -> None:
 async def test_call_deadline_skips_frames_still_queued(tiny_models) -> None:
     server, channel, stub = await running(tiny_config(tiny_models, batching={"max_batch": 1}))
     try:
-        await stub.LoadModel(pb.LoadModelRequest(model="one"))
+        await stub.LoadModel(pb.LoadModelRequest(model="one"), metadata=ADMIN)
         with pytest.raises(grpc.aio.AioRpcError) as late:
             await stub.Infer(pb.InferRequest(frames=[tiny_frame(i) for i in range(300)]), timeout=0.005)
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -333,17 +345,62 @@ async def test_server_info_and_metrics_endpoint(tiny_server) -> None:
 async def test_evicting_the_other_user_of_a_file_keeps_its_shared_session(tiny_models) -> None:
     server, channel, stub = await running(tiny_config(tiny_models, registry={"max_models": 2}))
     try:
-        await stub.LoadModel(pb.LoadModelRequest(model="one"))
-        await stub.LoadModel(pb.LoadModelRequest(model="half"))
-        await stub.LoadModel(pb.LoadModelRequest(model="one-alias"))  # evicts "one", the other user of its file
+        await stub.LoadModel(pb.LoadModelRequest(model="one"), metadata=ADMIN)
+        await stub.LoadModel(pb.LoadModelRequest(model="half"), metadata=ADMIN)
+        await stub.LoadModel(
+            pb.LoadModelRequest(model="one-alias"), metadata=ADMIN
+        )  # evicts "one", the other user of its file
         registry = server.service.registry
         assert {m.spec.id for m in registry.loaded()} == {"half", "one-alias"}
         one_bytes = tiny_models["one"].stat().st_size
         assert registry.memory_bytes() == one_bytes + tiny_models["half"].stat().st_size
         alias = next(m for m in registry.loaded() if m.spec.id == "one-alias")
-        await stub.LoadModel(pb.LoadModelRequest(model="one"))  # back: shares the alias's session again
+        await stub.LoadModel(pb.LoadModelRequest(model="one"), metadata=ADMIN)  # back: shares the alias's session again
         one = next(m for m in registry.loaded() if m.spec.id == "one")
         assert one.shared is alias.shared
     finally:
         await channel.close()
         await server.stop()
+
+
+@pytest.mark.parametrize("token", [None, "s3cret"])
+async def test_model_administration_needs_the_admin_token(tiny_models, token: str | None) -> None:
+    server, channel, stub = await running(tiny_config(tiny_models, server={"admin_token": token}))
+    try:
+        for metadata, expected in (
+            ((), grpc.StatusCode.PERMISSION_DENIED if token is None else grpc.StatusCode.UNAUTHENTICATED),
+            (
+                (("authorization", "Bearer wrong"),),
+                grpc.StatusCode.PERMISSION_DENIED if token is None else grpc.StatusCode.UNAUTHENTICATED,
+            ),
+        ):
+            for call in (
+                stub.LoadModel(pb.LoadModelRequest(model="one"), metadata=metadata),
+                stub.UnloadModel(pb.UnloadModelRequest(model="one"), metadata=metadata),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await call
+                assert refused.value.code() == expected
+        assert not server.service.registry.loaded()
+        if token is not None:
+            info = await stub.LoadModel(
+                pb.LoadModelRequest(model="one"), metadata=(("authorization", f"Bearer {token}"),)
+            )
+            assert info.loaded
+    finally:
+        await channel.close()
+        await server.stop()
+
+
+async def test_listeners_bind_to_loopback_by_default() -> None:
+    config = InferenceConfig.model_validate({"server": {"port": 0, "metrics_port": 0}, "registry": {"preload": []}})
+    async with InferenceServer(config) as server:
+        assert config.server.host == "127.0.0.1" and config.server.metrics_host == "127.0.0.1"
+        for port in (server.port, server.metrics_port):
+            listening = [
+                ipaddress.ip_address(c.laddr.ip)
+                for c in psutil.Process().net_connections("inet")
+                if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+            ]
+            loopback = [getattr(a, "ipv4_mapped", None) or a for a in listening]  # gRPC binds ::ffff:127.0.0.1
+            assert listening and all(a.is_loopback for a in loopback), (port, listening)
