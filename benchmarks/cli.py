@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 from benchmarks import edge, inference
 from benchmarks.e2e import cli as e2e
 
-REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [inference.register, edge.register, e2e.register]
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="benchmarks that write JSON results")
+    benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    for bench in (inference, edge, e2e):
+        bench.register(benches)

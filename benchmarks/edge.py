@@ -38,7 +38,7 @@ from aiortc.codecs.h264 import H264Encoder as StockH264Encoder
 
 from benchmarks.kit.speech import syllables
 from lipstream.timebase import PTS_PER_FRAME, SPEECH_SAMPLES_PER_FRAME, VIDEO_TIME_BASE
-from media_server.avatars.bundled import ensure_default_avatar
+from media_server.avatars.bundled import ensure_bundled_avatar
 from media_server.avatars.catalogue import BUNDLED_AVATAR, AvatarCatalogue, AvatarNotFound
 from media_server.avatars.format import AvatarAssets, AvatarError, AvatarManifest
 from media_server.avatars.i420 import bgr_to_i420, i420_to_bgr
@@ -248,7 +248,7 @@ def _run(args: argparse.Namespace) -> int:
     sizes = args.size or [parse_size(s) for s in DEFAULT_SIZES]
     try:
         if args.avatar == BUNDLED_AVATAR:
-            ensure_default_avatar()
+            ensure_bundled_avatar()
         avatar = FrameStore().get(AvatarCatalogue().locate(args.avatar))
     except (AvatarError, AvatarNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)

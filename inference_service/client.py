@@ -195,7 +195,7 @@ class FrameStream:
         self._backoff = backoff
         self._call: grpc.aio.StreamStreamCall | None = None
         self._outbox: asyncio.Queue[pb.FrameRequest] = asyncio.Queue(max_inflight)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []  # the current call's reader and writer
         self._pending: collections.deque[InFlight] = collections.deque()
         self._closed = False
 
@@ -207,10 +207,10 @@ class FrameStream:
         call = self._stub.StreamInfer(wait_for_ready=False)
         self._call = call
         self._outbox = asyncio.Queue(self._max_inflight)
-        for job, name in ((self._read(call), "reader"), (self._write(call, self._outbox), "writer")):
-            task = asyncio.create_task(job, name=f"inference-stream-{name}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._tasks = [
+            asyncio.create_task(self._read(call), name="inference-stream-reader"),
+            asyncio.create_task(self._write(call, self._outbox), name="inference-stream-writer"),
+        ]
         return call
 
     def submit(self, request: pb.FrameRequest) -> asyncio.Future[pb.FrameResult]:
@@ -271,7 +271,10 @@ class FrameStream:
         if self._call is not call:
             return
         self._call = None
-        call.cancel()  # ends its reader and writer
+        call.cancel()
+        for task in self._tasks:  # the writer may be waiting for a frame that will never come
+            if task is not asyncio.current_task():
+                task.cancel()
         if not self._closed:
             self._backoff.failed()
             log.warning("inference stream lost: %s", _describe(exc))

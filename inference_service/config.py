@@ -60,7 +60,7 @@ class ModelSpec(StrictModel):
     audio_input: str = contract.AUDIO_INPUT
     output: str = contract.OUTPUT
     crop_size: int = Field(contract.MODEL_CROP, ge=8, le=2048)
-    channel_order: Literal["BGR", "RGB"] = "BGR"
+    channel_order: Literal["BGR", "RGB"] = contract.CHANNEL_ORDER
     mask: tuple[int, int, int, int] = contract.MASK
     masked_first: bool = False
     audio_shape: tuple[int, ...] = contract.AUDIO_WINDOW_SHAPE

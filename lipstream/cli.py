@@ -1,12 +1,14 @@
 """The `lipstream` console script: one entry point, a subcommand per job.
 
-Each service package owns its subcommands through a `register(subparsers)`
-function; this module only assembles them, so importing it stays cheap.
+Each service package owns its subcommands through a `register(subparsers)` function. Only
+the package of the command being run is imported, so `lipstream inference` never loads the
+edge, and no server process loads the avatar builder or the benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -14,42 +16,44 @@ import sys
 # Set before numpy loads: sessions and batches give the parallelism; BLAS threads
 # on top only fight them for the cores (and make small matmuls 50x slower).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from lipstream.config import CONFIG_EXIT_CODE, ConfigError
 
-Register = Callable[[argparse._SubParsersAction], None]
+# Command -> the module whose register() adds it.
+COMMANDS = {
+    "serve": "signaling.server",
+    "edge": "signaling.server",
+    "inference": "inference_service.serving.cli",
+    "models": "inference_service.models.cli",
+    "avatar": "media_server.avatars.cli",
+    "bench": "benchmarks.cli",
+}
 
 
-def _registrars() -> tuple[list[Register], list[Register]]:
-    """(top-level registrars, `bench` registrars)."""
-    from benchmarks import cli as bench_cli
-    from inference_service.models import cli as models_cli
-    from inference_service.serving import cli as inference_cli
-    from media_server.avatars import cli as avatar_cli
-    from signaling import server as edge_cli
-
-    top: list[Register] = [edge_cli.register, inference_cli.register, models_cli.register, avatar_cli.register]
-    return top, bench_cli.REGISTRARS
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for `command` alone (its module only is imported), or for every command."""
     parser = argparse.ArgumentParser(prog="lipstream", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    top, bench = _registrars()
-    for register in top:
-        register(commands)
-    bench_parser = commands.add_parser("bench", help="benchmarks that write JSON results")
-    bench_commands = bench_parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    for register in bench:
-        register(bench_commands)
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for module in modules:
+        importlib.import_module(module).register(commands)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command named in `argv`, read without loading any command's module."""
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--log-level")
+    peek.add_argument("command", nargs="?")
+    known, _ = peek.parse_known_args(argv)
+    return known.command
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command(arguments)).parse_args(arguments)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -15,17 +15,18 @@ inference tier keeps those per model in config, with these values as the default
 
 from __future__ import annotations
 
+from typing import Literal
+
 # Crop geometry, in pixels of the resized box.
 CROP_BOX = 328
 CROP_MARGIN = 4
 MODEL_CROP = CROP_BOX - 2 * CROP_MARGIN  # 320
 MASK = (5, 5, 314, 309)  # x0, y0, x1, y1 inclusive, inside the model crop
-CHANNEL_ORDER = "BGR"
+CHANNEL_ORDER: Literal["BGR", "RGB"] = "BGR"
 
 # Where the avatar box puts the mouth, in the model crop (avatar preparation places boxes so,
 # and the parametric-mouth model opens the mouth there).
 MOUTH_CENTRE_IN_CROP = (160, 176)
-MOUTH_WIDTH_IN_CROP = 140
 
 # Tensors.
 IMAGE_INPUT = "input"
@@ -46,6 +47,11 @@ CENTRE_FRAME = WINDOW_FRAMES_BEFORE  # the window's own frame
 ENERGY_COMPONENT = 0
 
 # Frames of future audio a window can reach: vector i+7 reads mel columns up to int(3.2 (i+7)) + 15,
-# whose STFT frame ends 10.7 video frames after frame i ends. A model that declares no look-ahead
-# is given this much, which makes every window exact.
+# whose STFT frame ends 10.7 video frames after frame i ends. A model whose look-ahead is not
+# known is given this much, which makes every window exact.
 FULL_WINDOW_LOOKAHEAD_FRAMES = 11
+
+# What the bundled models need (the inference tier declares every model's; the edge falls back on
+# these when it cannot ask): parametric-mouth reads its centre frame's energy, 16 mel columns that
+# end a frame ahead; synthetic-unet, SyncTalk_2D's shape, reads the whole window with a margin.
+BUILTIN_LOOKAHEAD_FRAMES = {"parametric-mouth": 1, "synthetic-unet": 13}

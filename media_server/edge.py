@@ -13,11 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 from inference_service.client import InferenceClient
-from lipstream.contract import FULL_WINDOW_LOOKAHEAD_FRAMES
+from lipstream.contract import BUILTIN_LOOKAHEAD_FRAMES, FULL_WINDOW_LOOKAHEAD_FRAMES
 from lipstream.timebase import VIDEO_FPS
 from media_server.avatars.catalogue import AvatarCatalogue
 from media_server.avatars.store import FrameStore, LoadedAvatar
 from media_server.config import EdgeConfig
+from media_server.inference_health import InferenceMonitor
+from media_server.load import LoadMeter
 from media_server.metrics import EdgeMetrics
 from media_server.session.session import Session, SessionModel, SessionServices
 from media_server.speech.features import FeatureExtractor
@@ -58,6 +60,8 @@ class Edge:
             backoff_max_s=targets.backoff_max_s,
         )
         self.metrics = EdgeMetrics()
+        self.load = LoadMeter(config.sessions.overload_window_s)
+        self.inference_health = InferenceMonitor(self.inference, targets.health_interval_s)
         # Speech decoding and features for every session: bounded, and apart from the
         # default executor that aiortc uses to encode every session's audio.
         self._speech_executor = ThreadPoolExecutor(SPEECH_WORKERS, thread_name_prefix="speech")
@@ -68,12 +72,17 @@ class Edge:
             sessions=config.sessions,
             video=config.video,
             metrics=self.metrics,
+            load=self.load,
         )
         self.sessions: dict[str, Session] = {}
         self._peers: dict[str, SessionPeer] = {}
         self._starting = 0  # sessions being negotiated: they count against the limit too
         self._lookahead: dict[str, int] = {}
-        self._closing: set[asyncio.Task[bool]] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        """Background work that lives as long as the edge: the inference health check."""
+        self.inference_health.start()
 
     # -- avatars and models ---------------------------------------------------------------
     async def load_avatar(self, name: str) -> LoadedAvatar:
@@ -89,8 +98,8 @@ class Edge:
     async def lookahead_frames(self, model_id: str) -> int:
         """The model's declared audio look-ahead, from the inference tier (cached).
 
-        When the tier cannot say (it is down), the whole window's reach is assumed: live
-        speech waits a little longer, but every window the model gets is complete.
+        When the tier cannot say (it is down), a bundled model's is known; for any other
+        the whole window's reach is assumed: live speech waits longer, but every window is complete.
         """
         if model_id not in self._lookahead:
             try:
@@ -98,7 +107,9 @@ class Edge:
                 self._lookahead.update({model.id: model.layout.lookahead_frames for model in models})
             except Exception as exc:  # noqa: BLE001 - the inference tier may be down; sessions still start
                 log.warning("cannot ask the inference tier for model layouts: %s", exc)
-        return self._lookahead.get(model_id, FULL_WINDOW_LOOKAHEAD_FRAMES)
+        if model_id in self._lookahead:
+            return self._lookahead[model_id]
+        return BUILTIN_LOOKAHEAD_FRAMES.get(model_id, FULL_WINDOW_LOOKAHEAD_FRAMES)
 
     # -- sessions ----------------------------------------------------------------------------
     def session(self, session_id: str) -> Session:
@@ -111,12 +122,23 @@ class Edge:
         self.session(session_id)
         return self._peers[session_id]
 
+    def _admit(self) -> None:
+        """SessionLimit unless one more session fits: in number, while connecting, and in time kept."""
+        config = self.config.sessions
+        if len(self.sessions) + self._starting >= config.max_sessions:
+            raise SessionLimit(f"server full: {config.max_sessions} sessions")
+        connecting = self._starting + sum(not peer.connected for peer in self._peers.values())
+        if connecting >= config.max_connecting:
+            raise SessionLimit(f"{connecting} sessions are still connecting")
+        late = self.load.late_pct()
+        if late > config.overload_late_pct:
+            raise SessionLimit(f"overloaded: {late:.0f} % of recent frames were late")
+
     async def create_session(self, offer_sdp: str, avatar_name: str) -> NewSession:
         """A new session for `avatar_name` and the SDP answer to `offer_sdp`."""
-        limit = self.config.sessions.max_sessions
-        if len(self.sessions) + self._starting >= limit:
-            raise SessionLimit(f"server full: {limit} sessions")
-        require_sdp(offer_sdp)  # the full parse comes with the answer, once the avatar is known to be usable
+        self._admit()
+        http = self.config.http
+        require_sdp(offer_sdp, http.max_sdp_kb * 1024, http.max_sdp_media)  # fully parsed with the answer
         self._starting += 1
         try:
             return await self._start_session(offer_sdp, avatar_name)
@@ -152,24 +174,38 @@ class Edge:
         timeout = self.config.sessions.connect_timeout_s
         if not await peer.wait_connected(timeout):
             log.info("session %s: no connection within %.0f s", peer.session.id[:8], timeout)
-            # A task of its own: closing the session cancels this one.
-            task = asyncio.get_running_loop().create_task(self.close_session(peer.session.id))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._start_closing(peer.session.id)  # in a task of its own: closing ends this one
 
-    async def close_session(self, session_id: str) -> bool:
+    def _start_closing(self, session_id: str) -> asyncio.Task[None] | None:
+        """Take the session out of service now and end it in a task the edge tracks (Edge.close waits for it)."""
         session = self.sessions.pop(session_id, None)
         peer = self._peers.pop(session_id, None)
         if session is None:
-            return False
+            return None
         self.metrics.sessions.set(len(self.sessions))
         log.info("session %s closed", session_id[:8])
+        task = asyncio.get_running_loop().create_task(self._finish(session, peer), name=f"close:{session_id[:8]}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return task
+
+    async def _finish(self, session: Session, peer: SessionPeer | None) -> None:
         if peer is not None:  # first, so the tracks stop pulling frames from the session
             await peer.close()
         await session.close()
+
+    async def close_session(self, session_id: str) -> bool:
+        """End a session; False if there was none. Whoever asks waits until it is over, but cannot cut it short."""
+        task = self._start_closing(session_id)
+        if task is None:
+            return False
+        await asyncio.shield(task)
         return True
 
     async def close(self) -> None:
-        await asyncio.gather(*(self.close_session(sid) for sid in list(self.sessions)))
+        await self.inference_health.close()
+        for session_id in list(self.sessions):
+            self._start_closing(session_id)
+        await asyncio.gather(*self._closing, return_exceptions=True)
         await self.inference.close()
         self._speech_executor.shutdown(wait=False, cancel_futures=True)

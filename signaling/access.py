@@ -35,10 +35,13 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _bearer(request: web.Request) -> str | None:
+    """The Authorization bearer token; `?token=` only on a WebSocket upgrade, which browsers cannot give headers."""
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
-    return request.query.get("token")
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return request.query.get("token")
+    return None
 
 
 def presents(request: web.Request, secret: str) -> bool:
@@ -68,9 +71,9 @@ def controlled_session(request: web.Request) -> Session:
 
 
 def whep_session(request: web.Request) -> Session:
-    """The WHEP resource URL is unguessable; with an API key set, the key (or the session token) is needed too."""
+    """A WHEP resource answers to the session's token (X-Session-Token) or the API key a player authenticated with."""
     session = named_session(request)
     key = config_of(request).http.api_key
-    if key and not (presents(request, key) or presents(request, session.token)):
-        raise http_error(web.HTTPForbidden, "the API key or the session token is needed")
+    if not (presents(request, session.token) or (key and presents(request, key))):
+        raise http_error(web.HTTPForbidden, "the session token (or the API key) is needed")
     return session

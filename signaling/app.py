@@ -8,11 +8,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from lipstream.paths import data_dir
 from media_server.edge import Edge
 from signaling.access import cors
+from signaling.admission import SessionRateLimit
 from signaling.control import interrupt, session_delete, session_state, speech
 from signaling.errors import domain_errors
 from signaling.live import live_stream
 from signaling.offers import offer, whep_create, whep_delete, whep_patch
-from signaling.state import CONFIG_KEY, EDGE_KEY, config_of, edge_of
+from signaling.state import CONFIG_KEY, EDGE_KEY, SESSION_RATE_KEY, config_of, edge_of
 
 
 async def avatars(request: web.Request) -> web.Response:
@@ -22,16 +23,21 @@ async def avatars(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """200 while sessions can move lips; 503 (with the reason) while no inference server answers."""
     edge = edge_of(request)
-    reachable = await edge.inference.reachable()
-    return web.json_response(
-        {
-            "status": "ok" if reachable else "degraded",
-            "inference": {"reachable": reachable, "target": edge.inference.target},
-            "sessions": len(edge.sessions),
-            "max_sessions": edge.config.sessions.max_sessions,
-        }
-    )
+    monitor = edge.inference_health
+    reachable = await monitor.current()
+    inference: dict[str, object] = {"reachable": reachable, "target": edge.inference.target}
+    if not reachable:
+        inference["reason"] = monitor.reason
+    body = {
+        "status": "ok" if reachable else "degraded",
+        "inference": inference,
+        "sessions": len(edge.sessions),
+        "max_sessions": edge.config.sessions.max_sessions,
+        "late_frame_pct": round(edge.load.late_pct(), 1),
+    }
+    return web.json_response(body, status=200 if reachable else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -49,6 +55,7 @@ def create_app(edge: Edge) -> web.Application:
     app = web.Application(middlewares=[cors, domain_errors], client_max_size=max_body)
     app[EDGE_KEY] = edge
     app[CONFIG_KEY] = config
+    app[SESSION_RATE_KEY] = SessionRateLimit(config.http.sessions_per_minute, config.http.session_burst)
     app.router.add_get("/", index)
     app.router.add_static("/static", data_dir("web_client"), show_index=False)
     app.router.add_post("/offer", offer)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import BodyPartReader, web
 
 from signaling.access import controlled_session
+from signaling.bodies import read_body, too_large
 from signaling.errors import http_error
 from signaling.state import config_of, edge_of
 
@@ -26,32 +25,33 @@ async def interrupt(request: web.Request) -> web.Response:
     return web.json_response({"dropped_utterances": session.interrupt()})
 
 
-def _too_large(limit: int, size: int, what: str) -> web.HTTPException:
-    message = json.dumps({"error": f"{what} over the {limit / 2**20:g} MB limit"})
-    return web.HTTPRequestEntityTooLarge(
-        max_size=limit, actual_size=size, text=message, content_type="application/json"
-    )
-
-
-async def _speech_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit, request.content_length, "speech")
+async def _multipart_audio(request: web.Request, limit: int) -> bytes:
+    """The part named `audio` (or `file`) of a multipart body, read within `limit`."""
     try:
-        if request.content_type.startswith("multipart/"):
-            reader = await request.multipart()
-            async for part in reader:
-                if isinstance(part, BodyPartReader) and part.name in ("audio", "file"):
-                    return bytes(await part.read())
-            raise http_error(web.HTTPBadRequest, "multipart speech needs a part named 'audio' or 'file'")
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise _too_large(limit, request.content_length or limit + 1, "speech") from exc
+        reader = await request.multipart()
+        async for part in reader:
+            if isinstance(part, BodyPartReader) and part.name in ("audio", "file"):
+                data = bytearray()
+                while chunk := await part.read_chunk():
+                    data += chunk
+                    if len(data) > limit:
+                        raise too_large(limit, len(data), "speech")
+                return bytes(data)
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - aiohttp's multipart parser raises several types for bad input
+        raise http_error(web.HTTPBadRequest, f"malformed multipart body: {exc}") from exc
+    raise http_error(web.HTTPBadRequest, "multipart speech needs a part named 'audio' or 'file'")
 
 
 async def speech(request: web.Request) -> web.Response:
     session = controlled_session(request)
     config = config_of(request).sessions
-    data = await _speech_body(request, int(config.max_speech_mb * 1024 * 1024))
+    limit = int(config.max_speech_mb * 1024 * 1024)
+    if request.content_type.startswith("multipart/"):
+        data = await _multipart_audio(request, limit)
+    else:
+        data = await read_body(request, limit, "speech")
     if not data:
         raise http_error(web.HTTPBadRequest, "no audio in the request body")
     utterance = await session.speak(data)
@@ -63,5 +63,14 @@ async def speech(request: web.Request) -> web.Response:
             "frames": utterance.frames,
             "starts_at_frame": utterance.start,
             "queued_seconds": round(session.queued_seconds(), 3),
+            **_inference_warning(request),
         },
     )
+
+
+def _inference_warning(request: web.Request) -> dict[str, str]:
+    """Speech accepted while no inference server answers plays with a still mouth: say so."""
+    health = edge_of(request).inference_health
+    if health.reachable:
+        return {}
+    return {"warning": f"{health.reason}: the avatar speaks with a still mouth until it is back"}

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from media_server.avatars.catalogue import AvatarNotFound
+from media_server.avatars.format import AvatarError
 from media_server.edge import AvatarUnusable, SessionLimit, SessionNotFound
 from media_server.session.speech_input import SpeechInterrupted
 from media_server.speech.audio import AudioDecodeError, AudioTooLongError
@@ -26,6 +27,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     SpeechInterrupted: 409,
     AudioTooLongError: 413,
     AvatarUnusable: 422,
+    AvatarError: 422,
     AudioDecodeError: 422,
     SpeechQueueFull: 429,
     SessionLimit: 503,

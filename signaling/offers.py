@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
-import json
+import math
 
 from aiohttp import web
 
 from signaling.access import check_api_key, whep_session
+from signaling.bodies import read_json, read_text, require_type
 from signaling.errors import http_error
-from signaling.state import config_of, edge_of
+from signaling.state import SESSION_RATE_KEY, config_of, edge_of
+
+JSON_SLACK = 4096  # room for the JSON around the SDP
+TRICKLE_LIMIT = 64 * 1024
+
+
+def _admit_client(request: web.Request) -> None:
+    """429 with Retry-After for a client address opening sessions faster than allowed."""
+    wait_s = request.app[SESSION_RATE_KEY].take(request.remote or "unknown")
+    if wait_s:
+        retry = str(max(1, math.ceil(wait_s)))
+        raise http_error(web.HTTPTooManyRequests, f"too many new sessions, retry in {retry} s", {"Retry-After": retry})
+
+
+def _sdp_limit(request: web.Request) -> int:
+    return config_of(request).http.max_sdp_kb * 1024
 
 
 async def offer(request: web.Request) -> web.Response:
     check_api_key(request)  # before reading any body
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise http_error(web.HTTPBadRequest, "the body must be JSON {sdp, type, avatar}") from exc
+    require_type(request, "application/json", "an offer")
+    _admit_client(request)
+    body = await read_json(request, _sdp_limit(request) + JSON_SLACK, "the offer")
     if not isinstance(body, dict) or not isinstance(body.get("sdp"), str) or body.get("type") != "offer":
         raise http_error(web.HTTPBadRequest, 'expected JSON {"sdp": "...", "type": "offer", "avatar": "..."}')
     avatar = body.get("avatar") or config_of(request).avatars.default
@@ -28,9 +43,9 @@ async def offer(request: web.Request) -> web.Response:
 
 async def whep_create(request: web.Request) -> web.Response:
     check_api_key(request)
-    if request.content_type != "application/sdp":
-        raise http_error(web.HTTPUnsupportedMediaType, "WHEP offers must be Content-Type: application/sdp")
-    sdp = await request.text()
+    require_type(request, "application/sdp", "WHEP offers")
+    _admit_client(request)
+    sdp = await read_text(request, _sdp_limit(request), "the offer")
     session, answer = await edge_of(request).create_session(sdp, request.match_info["avatar"])
     return web.Response(
         status=201,
@@ -54,7 +69,8 @@ async def whep_delete(request: web.Request) -> web.Response:
 async def whep_patch(request: web.Request) -> web.Response:
     """Trickle ICE: remote candidates in an SDP fragment (RFC 8840)."""
     session = whep_session(request)
-    if request.content_type != "application/trickle-ice-sdpfrag":
-        raise http_error(web.HTTPUnsupportedMediaType, "PATCH takes application/trickle-ice-sdpfrag")
-    added = await edge_of(request).peer(session.id).add_candidates(await request.text())
+    require_type(request, "application/trickle-ice-sdpfrag", "PATCH")
+    fragment = await read_text(request, TRICKLE_LIMIT, "the candidates")
+    limit = config_of(request).http.max_trickle_candidates
+    added = await edge_of(request).peer(session.id).add_candidates(fragment, limit)
     return web.Response(status=204, headers={"X-Candidates-Added": str(added)})

@@ -14,9 +14,10 @@ from aiohttp import web
 
 from inference_service.client import wait_until_serving
 from lipstream.lifecycle import free_port, stop_on_signals
-from media_server.avatars.bundled import ensure_default_avatar
+from media_server.avatars.catalogue import bundled_avatar_ready
 from media_server.config import EdgeConfig, load_edge_config
 from media_server.edge import Edge
+from signaling.access_log import RedactingAccessLogger
 from signaling.app import create_app
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,24 @@ async def _warm_default_avatar(edge: Edge, name: str) -> None:
     gc.freeze()
 
 
+async def _provide_bundled_avatar() -> None:
+    """Generate the bundled avatar at the first start; a failure leaves the edge serving the others."""
+    if bundled_avatar_ready():
+        return
+    # Imported here: the builder (face detection, scikit-image) is needed this once, never to serve.
+    from media_server.avatars.bundled import ensure_bundled_avatar
+
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, ensure_bundled_avatar)
+    except Exception as exc:  # noqa: BLE001 - sessions on this avatar get a 422 that says why
+        log.error("cannot build the bundled avatar: %s", exc)
+
+
 async def run_edge(config: EdgeConfig, stop: asyncio.Event) -> None:
-    # The bundled avatar is generated here, once, so that serving never needs the avatar builder.
-    await asyncio.get_running_loop().run_in_executor(None, ensure_default_avatar)
+    await _provide_bundled_avatar()
     edge = Edge(config)
-    runner = web.AppRunner(create_app(edge), handle_signals=False)
+    edge.start()
+    runner = web.AppRunner(create_app(edge), handle_signals=False, access_log_class=RedactingAccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()

@@ -11,9 +11,10 @@ from aiohttp import web
 from inference_helpers import make_config
 
 from inference_service.serving.server import InferenceServer
-from media_server.avatars.bundled import ensure_default_avatar
+from media_server.avatars.bundled import ensure_bundled_avatar
 from media_server.config import EdgeConfig
 from media_server.edge import Edge
+from signaling.access_log import RedactingAccessLogger
 from signaling.app import create_app
 
 
@@ -38,9 +39,10 @@ async def running_edge(inference: bool = True, **sections: dict) -> AsyncIterato
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     config = EdgeConfig.model_validate(data)
-    await asyncio.to_thread(ensure_default_avatar)  # what `lipstream edge` does at start-up
+    await asyncio.to_thread(ensure_bundled_avatar)  # what `lipstream edge` does at start-up
     edge = Edge(config)
-    runner = web.AppRunner(create_app(edge))
+    edge.start()
+    runner = web.AppRunner(create_app(edge), access_log_class=RedactingAccessLogger)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -22,7 +22,7 @@ from benchmarks.e2e.services import MODEL, ProcessMeter, Services, model_lookahe
 from benchmarks.kit.mouth import MouthMeter
 from benchmarks.kit.viewer import Viewer
 from lipstream.timebase import FRAME_SECONDS
-from media_server.avatars.bundled import ensure_default_avatar
+from media_server.avatars.bundled import ensure_bundled_avatar
 from media_server.avatars.store import FrameStore, LoadedAvatar
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ async def run_bench(options: Options) -> Measured:
     load_before = os.getloadavg()[0]
     levels = session_levels(options.max_sessions, options.quick)
     utterance = SpeechScript.build(options.seconds)
-    directory = await asyncio.get_running_loop().run_in_executor(None, ensure_default_avatar)
+    directory = await asyncio.get_running_loop().run_in_executor(None, ensure_bundled_avatar)
     avatar = await asyncio.get_running_loop().run_in_executor(None, FrameStore().get, directory)
     mouth = MouthMeter(avatar)
     services = Services(max_sessions=levels[-1] + 1)

@@ -17,7 +17,6 @@ import numpy as np
 
 from lipstream.timebase import SPEECH_RATE
 
-RATE = SPEECH_RATE
 BURST_S = 0.25
 
 
@@ -28,7 +27,7 @@ class Span(NamedTuple):
     end: float
 
 
-def voiced_bursts(seconds: float, burst_s: float = BURST_S, rate: int = RATE, seed: int = 0) -> np.ndarray:
+def voiced_bursts(seconds: float, burst_s: float = BURST_S, rate: int = SPEECH_RATE, seed: int = 0) -> np.ndarray:
     """Voiced bursts (140 Hz pulses + noise) alternating with silence, float32 mono."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
@@ -55,7 +54,7 @@ def random_syllables(seconds: float, seed: int = 0) -> list[Span]:
     return spans
 
 
-def buzzy_voice(spans: Sequence[Span], seconds: float, rate: int = RATE, seed: int = 0) -> np.ndarray:
+def buzzy_voice(spans: Sequence[Span], seconds: float, rate: int = SPEECH_RATE, seed: int = 0) -> np.ndarray:
     """A buzzy voice (a sawtooth with a wandering pitch, plus breath) in `spans`, silence elsewhere, float32."""
     t = np.arange(int(round(seconds * rate))) / rate
     gate = np.zeros(t.size, np.float32)
@@ -69,7 +68,7 @@ def buzzy_voice(spans: Sequence[Span], seconds: float, rate: int = RATE, seed: i
     return (0.3 * gate * voice).astype(np.float32)
 
 
-def syllables(seconds: float, rate: int = RATE, seed: int = 0) -> np.ndarray:
+def syllables(seconds: float, rate: int = SPEECH_RATE, seed: int = 0) -> np.ndarray:
     """Irregular syllables in a buzzy voice: speech whose energy varies, when its timing does not matter."""
     return buzzy_voice(random_syllables(seconds, seed), seconds, rate, seed)
 
@@ -79,7 +78,7 @@ def s16(samples: np.ndarray) -> np.ndarray:
     return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
 
 
-def encode(samples: np.ndarray, container: str = "wav", codec: str = "pcm_s16le", rate: int = RATE) -> bytes:
+def encode(samples: np.ndarray, container: str = "wav", codec: str = "pcm_s16le", rate: int = SPEECH_RATE) -> bytes:
     """Mono float samples encoded into `container` with `codec` (WAV by default, the simplest upload)."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container) as output:

@@ -22,8 +22,6 @@ IR_VERSION = 8  # the IR that shipped with opset 17: loadable by older runtimes 
 LOOKAHEAD_KEY = "lipstream.lookahead_frames"
 DESCRIPTION_KEY = "lipstream.description"
 
-CROP = contract.MODEL_CROP
-
 
 class Graph:
     """Accumulates nodes and initializers under unique names, then makes a contract model."""
@@ -51,10 +49,10 @@ class Graph:
             self.nodes,
             name,
             inputs=[
-                tensor(contract.IMAGE_INPUT, (contract.IMAGE_CHANNELS, CROP, CROP)),
+                tensor(contract.IMAGE_INPUT, (contract.IMAGE_CHANNELS, contract.MODEL_CROP, contract.MODEL_CROP)),
                 tensor(contract.AUDIO_INPUT, contract.AUDIO_WINDOW_SHAPE),
             ],
-            outputs=[tensor(contract.OUTPUT, (contract.OUTPUT_CHANNELS, CROP, CROP))],
+            outputs=[tensor(contract.OUTPUT, (contract.OUTPUT_CHANNELS, contract.MODEL_CROP, contract.MODEL_CROP))],
             initializer=self.initializers,
         )
         model = helper.make_model(

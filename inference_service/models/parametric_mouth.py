@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inference_service.models.graph import CROP, Graph
+from inference_service.models.graph import Graph
 from lipstream import contract
 
-LOOKAHEAD_FRAMES = 1  # the centre frame's energy reads 16 mel columns: a frame ahead
+LOOKAHEAD_FRAMES = contract.BUILTIN_LOOKAHEAD_FRAMES["parametric-mouth"]
 
 SILENCE_ENERGY = -2.5
 FULL_OPEN_SPAN = 4.0
@@ -39,7 +39,7 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 
 def _band_rows() -> np.ndarray:
     """Crop rows from the mouth line down: the only rows the effect touches."""
-    return np.arange(contract.MOUTH_CENTRE_IN_CROP[1], CROP, dtype=np.float64)
+    return np.arange(contract.MOUTH_CENTRE_IN_CROP[1], contract.MODEL_CROP, dtype=np.float64)
 
 
 def _jaw_grid_fields() -> tuple[np.ndarray, np.ndarray]:
@@ -49,15 +49,15 @@ def _jaw_grid_fields() -> tuple[np.ndarray, np.ndarray]:
     drop fades to 0 at the mouth line, the band's bottom and its sides.
     """
     cx, cy = contract.MOUTH_CENTRE_IN_CROP
-    rows, cols = _band_rows(), np.arange(CROP, dtype=np.float64)
+    rows, cols = _band_rows(), np.arange(contract.MODEL_CROP, dtype=np.float64)
     height = len(rows)
     across = _smoothstep((JAW_ZERO_HALF_WIDTH - np.abs(cols - cx)) / (JAW_ZERO_HALF_WIDTH - JAW_FULL_HALF_WIDTH))
     rise = _smoothstep((rows - cy) / JAW_RISE_PX)
     fall = _smoothstep((JAW_ZERO_ROW - rows) / (JAW_ZERO_ROW - cy - JAW_RISE_PX))
     drop_px = JAW_DROP_PX * np.outer(rise * fall, across)
 
-    identity = np.empty((1, height, CROP, 2))
-    identity[0, :, :, 0] = ((2.0 * cols + 1.0) / CROP - 1.0)[None, :]
+    identity = np.empty((1, height, contract.MODEL_CROP, 2))
+    identity[0, :, :, 0] = ((2.0 * cols + 1.0) / contract.MODEL_CROP - 1.0)[None, :]
     identity[0, :, :, 1] = ((2.0 * np.arange(height) + 1.0) / height - 1.0)[:, None]
     offset = np.zeros_like(identity)
     offset[0, :, :, 1] = -2.0 * drop_px / height  # normalised coordinates span 2 over the band
@@ -81,7 +81,7 @@ def parametric_mouth() -> Graph:
     opening = g.op("Clip", [scaled, g.const(0.0), g.const(1.0)])  # [B,1,1,1]
 
     above = _slice(g, contract.IMAGE_INPUT, [0, 0], [3, cy], [1, 2])
-    band = _slice(g, contract.IMAGE_INPUT, [0, cy], [3, CROP], [1, 2])
+    band = _slice(g, contract.IMAGE_INPUT, [0, cy], [3, contract.MODEL_CROP], [1, 2])
     identity, offset = _jaw_grid_fields()
     grid = g.op("Add", [g.const(identity), g.op("Mul", [opening, g.const(offset)])])
     warped = g.op("GridSample", [band, grid], mode="bilinear", padding_mode="border", align_corners=0)
@@ -89,7 +89,7 @@ def parametric_mouth() -> Graph:
     # Dark interior: an ellipse whose top stays on the lip line and which opens downward.
     # In units of the soft edge, inside = half_height*shape(x) - |y - (mouth_y + half_height)| > 0;
     # a closed mouth (half_height 0) gives <= 0 everywhere, so nothing is darkened.
-    cols = np.arange(CROP, dtype=np.float64)
+    cols = np.arange(contract.MODEL_CROP, dtype=np.float64)
     shape_x = np.sqrt(np.clip(1.0 - ((cols - cx) / INTERIOR_HALF_WIDTH) ** 2, 0.0, None))
     rows = (_band_rows() - cy) / INTERIOR_EDGE_PX
     half_height = g.op("Mul", [opening, g.const(INTERIOR_MAX_HEIGHT_PX / 2.0 / INTERIOR_EDGE_PX)])

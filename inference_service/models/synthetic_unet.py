@@ -10,7 +10,7 @@ import numpy as np
 from inference_service.models.graph import Graph
 from lipstream import contract
 
-LOOKAHEAD_FRAMES = 13  # SyncTalk_2D's window reaches 7 frames ahead plus its mel span, with a margin
+LOOKAHEAD_FRAMES = contract.BUILTIN_LOOKAHEAD_FRAMES["synthetic-unet"]
 
 UNET_SEED = 20240611
 UNET_CHANNELS = (32, 64, 128, 256, 512)

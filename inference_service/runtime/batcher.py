@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from inference_service.config import BatchingConfig
 
@@ -47,12 +47,19 @@ class BatchTimings:
     batch_size: int
 
 
+class Completed(NamedTuple, Generic[Result]):
+    """A frame's result and how its batch went."""
+
+    result: Result
+    timings: BatchTimings
+
+
 @dataclass
 class PendingFrame(Generic[Payload, Result]):
     payload: Payload
     received: float  # perf_counter seconds
     expires: float | None  # perf_counter seconds, or None
-    future: asyncio.Future[tuple[Result, BatchTimings]] = field(repr=False)
+    future: asyncio.Future[Completed[Result]] = field(repr=False)
 
 
 class Batcher(Generic[Payload, Result]):
@@ -82,11 +89,9 @@ class Batcher(Generic[Payload, Result]):
         self._run_estimate_s = 0.0
         self._collector = asyncio.create_task(self._collect(), name=f"batcher:{name}")
 
-    def submit(
-        self, payload: Payload, received: float, budget_s: float | None
-    ) -> asyncio.Future[tuple[Result, BatchTimings]]:
-        """Queue one frame; the future resolves to (result, BatchTimings)."""
-        future: asyncio.Future[tuple[Result, BatchTimings]] = asyncio.get_running_loop().create_future()
+    def submit(self, payload: Payload, received: float, budget_s: float | None) -> asyncio.Future[Completed[Result]]:
+        """Queue one frame; the future resolves to its Completed result."""
+        future: asyncio.Future[Completed[Result]] = asyncio.get_running_loop().create_future()
         expires = received + budget_s if budget_s else None
         frame = PendingFrame(payload, received, expires, future)
         if self._free_workers and self._queue.empty() and self._callers() <= 1:
@@ -160,7 +165,7 @@ class Batcher(Generic[Payload, Result]):
             for frame, result in zip(live, results):
                 if not frame.future.done():
                     timings = BatchTimings(int((started - frame.received) * 1e6), compute_us, len(live))
-                    frame.future.set_result((result, timings))
+                    frame.future.set_result(Completed(result, timings))
         finally:
             self._free_workers += 1
             self._worker_freed.set()

@@ -17,7 +17,7 @@ import numpy as np
 
 from inference_service.config import InferenceConfig
 from inference_service.metrics import InferenceMetrics
-from inference_service.runtime.batcher import Batcher, BatchTimings
+from inference_service.runtime.batcher import Batcher, Completed
 from inference_service.runtime.layout import CompactFrame
 from inference_service.runtime.registry import LoadedModel, ModelRegistry
 from inference_service.runtime.runs import run_compact, run_raw
@@ -52,13 +52,13 @@ class InferenceEngine:
 
     def submit_compact(
         self, model: LoadedModel, frame: CompactFrame, received: float, budget_s: float | None
-    ) -> asyncio.Future[tuple[bytes, BatchTimings]]:
+    ) -> asyncio.Future[Completed[bytes]]:
         batcher = self._batcher(self._compact, model, lambda frames: run_compact(model, frames))
         return batcher.submit(frame, received, budget_s)
 
     def submit_raw(
         self, model: LoadedModel, tensors: RawTensors, received: float, budget_s: float | None
-    ) -> asyncio.Future[tuple[list[pb.Tensor], BatchTimings]]:
+    ) -> asyncio.Future[Completed[list[pb.Tensor]]]:
         batcher = self._batcher(self._raw, model, lambda frames: run_raw(model, frames))
         return batcher.submit(tensors, received, budget_s)
 

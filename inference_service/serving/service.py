@@ -7,14 +7,14 @@ import hmac
 import platform
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
 import lipstream
 from inference_service.config import InferenceConfig
 from inference_service.metrics import InferenceMetrics
-from inference_service.runtime.batcher import BatchTimings
+from inference_service.runtime.batcher import Completed
 from inference_service.runtime.engine import InferenceEngine
 from inference_service.runtime.layout import LayoutError, validate_compact
 from inference_service.runtime.providers import CPU
@@ -23,6 +23,17 @@ from inference_service.runtime.registry import LoadedModel, ModelRegistry
 from inference_service.serving.status import STATUS_BY_NUMBER, status_of
 from protos.lipsync.v1 import lipsync_pb2 as pb
 from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
+
+# A compact frame's output is its mouth crop; a raw frame's, its output tensors.
+Output = bytes | list[pb.Tensor]
+
+
+class Submitted(NamedTuple):
+    """A frame on its way through a batcher, and the image format its result goes back in."""
+
+    future: asyncio.Future[Completed[Any]]
+    output_format: pb.ImageFormat
+
 
 # Frames one stream may have in flight before the server stops reading from it:
 # back-pressure for a client that sends faster than the model can serve.
@@ -46,7 +57,7 @@ class LipSyncService(pb_grpc.LipSyncServicer):
 
     def _submit(
         self, model: LoadedModel, request: pb.FrameRequest, received: float, budget_s: float | None
-    ) -> tuple[asyncio.Future[tuple[Any, BatchTimings]], pb.ImageFormat]:
+    ) -> Submitted:
         """Validate and queue one frame; returns the batcher's future and the output format."""
         if request.budget_us:
             frame_budget = request.budget_us / 1e6
@@ -54,25 +65,26 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         kind = request.WhichOneof("input")
         if kind == "compact":
             frame = validate_compact(model.spec, request.compact)
-            return self.engine.submit_compact(model, frame, received, budget_s), frame.output_format
+            return Submitted(self.engine.submit_compact(model, frame, received, budget_s), frame.output_format)
         if kind == "raw":
             tensors = decode_raw(request.raw, model.shared.inputs)
-            return self.engine.submit_raw(model, tensors, received, budget_s), pb.IMAGE_FORMAT_UNSPECIFIED
+            raw = self.engine.submit_raw(model, tensors, received, budget_s)
+            return Submitted(raw, pb.IMAGE_FORMAT_UNSPECIFIED)
         raise LayoutError("input: the frame carries neither a compact nor a raw input")
 
     async def _complete(
         self,
         request: pb.FrameRequest,
         model: LoadedModel,
-        future: asyncio.Future[tuple[Any, BatchTimings]],
+        future: asyncio.Future[Completed[Output]],
         out_format: pb.ImageFormat,
         received: float,
     ) -> pb.FrameResult:
         try:
-            output, timings = await future
+            done = await future
         except Exception as exc:  # noqa: BLE001 - every failure is reported on its frame
             return self._failure(request, exc)
-        return self._result(request.frame_id, model, output, out_format, timings, received)
+        return self._result(request.frame_id, model, done, out_format, received)
 
     async def process(self, request: pb.FrameRequest, received: float, budget_s: float | None) -> pb.FrameResult:
         """One frame to its result, loading its model first if needed; never raises."""
@@ -95,24 +107,24 @@ class LipSyncService(pb_grpc.LipSyncServicer):
             return asyncio.ensure_future(self.process(request, received, budget_s))
         self.metrics.requests.labels(request.model).inc()
         try:
-            future, out_format = self._submit(model, request, received, budget_s)
+            submitted = self._submit(model, request, received, budget_s)
         except Exception as exc:  # noqa: BLE001 - every failure is reported on its frame
-            done: asyncio.Future[pb.FrameResult] = asyncio.get_running_loop().create_future()
-            done.set_result(self._failure(request, exc))
-            return done
-        return self._complete(request, model, future, out_format, received)
+            failed: asyncio.Future[pb.FrameResult] = asyncio.get_running_loop().create_future()
+            failed.set_result(self._failure(request, exc))
+            return failed
+        return self._complete(request, model, submitted.future, submitted.output_format, received)
 
     def _result(
         self,
         frame_id: int,
         model: LoadedModel,
-        output: Any,
+        done: Completed[Output],
         out_format: pb.ImageFormat,
-        timings: BatchTimings,
         received: float,
     ) -> pb.FrameResult:
         total = time.perf_counter() - received
         model_id = model.spec.id
+        timings = done.timings
         self.metrics.latency.labels(model_id).observe(total)
         self.metrics.queue_time.labels(model_id).observe(timings.queue_us / 1e6)
         result = pb.FrameResult(
@@ -124,11 +136,11 @@ class LipSyncService(pb_grpc.LipSyncServicer):
                 total_us=int(total * 1e6),
             ),
         )
-        if out_format != pb.IMAGE_FORMAT_UNSPECIFIED:
-            result.mouth = output
+        if isinstance(done.result, bytes):
+            result.mouth = done.result
             result.mouth_format = out_format
         else:
-            result.raw.outputs.extend(output)
+            result.raw.outputs.extend(done.result)
         return result
 
     # -- RPCs ---------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import grpc
 
@@ -23,10 +24,15 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
 STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
 
 
-def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status code and message a failed frame or call answers with; INTERNAL (logged) for the unforeseen."""
-    for kind, status in STATUS_OF.items():
+class Status(NamedTuple):
+    code: grpc.StatusCode
+    message: str
+
+
+def status_of(exc: BaseException) -> Status:
+    """The status a failed frame or call answers with; INTERNAL (logged) for the unforeseen."""
+    for kind, code in STATUS_OF.items():
         if isinstance(exc, kind):
-            return status, str(exc)
+            return Status(code, str(exc))
     log.error("frame failed", exc_info=exc)
-    return grpc.StatusCode.INTERNAL, f"internal error: {exc}"
+    return Status(grpc.StatusCode.INTERNAL, f"internal error: {exc}")

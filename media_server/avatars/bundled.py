@@ -47,8 +47,8 @@ def _frames() -> Iterator[np.ndarray]:
         )
 
 
-def ensure_default_avatar(target: Path | None = None) -> Path:
-    """The bundled avatar's directory (default: where the catalogue looks for it), built on first use."""
+def ensure_bundled_avatar(target: Path | None = None) -> Path:
+    """The bundled avatar's directory (default: where the catalogue looks for it), built if it is not there."""
     target = target if target is not None else cached_avatars() / BUNDLED_AVATAR
     if (target / MANIFEST).is_file():
         return target

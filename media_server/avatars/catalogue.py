@@ -32,6 +32,10 @@ def cached_avatars() -> Path:
     return cache_dir() / "avatars"
 
 
+def bundled_avatar_ready() -> bool:
+    return (cached_avatars() / BUNDLED_AVATAR / MANIFEST).is_file()
+
+
 class AvatarCatalogue:
     def __init__(self, directory: Path | None = None) -> None:
         self.root = directory if directory is not None else cached_avatars()

@@ -66,7 +66,7 @@ def _list(args: argparse.Namespace) -> int:
             manifest = read_manifest(directory)
             detail = f"{directory} ({manifest.fps} fps, model {manifest.model})"
         except AvatarError as exc:
-            detail = "bundled, built on first use" if name == BUNDLED_AVATAR else f"unusable: {exc}"
+            detail = "bundled, built when an edge first starts" if name == BUNDLED_AVATAR else f"unusable: {exc}"
         except AvatarNotFound as exc:
             detail = f"unusable: {exc}"
         print(f"{name}\t{detail}")

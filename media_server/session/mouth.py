@@ -11,6 +11,7 @@ import asyncio
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from inference_service.client import FrameStream, InferenceUnavailable
 from media_server.avatars.store import LoadedAvatar
@@ -31,6 +32,17 @@ def crop_bytes(avatar: LoadedAvatar) -> list[bytes]:
         cached = [crop.tobytes() for crop in avatar.crops_i420]
         _crop_bytes[avatar] = cached
     return cached
+
+
+class Mouth(NamedTuple):
+    """A frame's mouth region (None: the idle frame), and whether it should have had one and came too late."""
+
+    crop: bytes | None
+    late: bool
+
+
+IDLE = Mouth(None, late=False)
+LATE = Mouth(None, late=True)
 
 
 @dataclass
@@ -108,27 +120,27 @@ class MouthPipeline:
             future.add_done_callback(pending.on_done)
             self._pending[key] = pending
 
-    async def mouth_for(self, n: int) -> bytes | None:
-        """Frame n's mouth region (I420 crop), or None: idle, or late (counted)."""
+    async def mouth_for(self, n: int) -> Mouth:
+        """Frame n's mouth region (I420 crop), or none: idle, or late (counted)."""
         planned = self._timeline.plan(n)
         if planned is None:
-            return None
+            return IDLE
         self._stats.speaking()
         pending = self._pending.pop((planned.utterance.id, planned.utterance_frame), None)
         if pending is None:
             self._stats.late()
-            return None
+            return LATE
         timeout = max(0.0, self._clock.seconds_until(self._deadline(n)))
         done, _ = await asyncio.wait({pending.future}, timeout=timeout)
         if not done or pending.future.cancelled() or pending.future.exception() is not None:
             self._stats.late()
-            return None
+            return LATE
         result = pending.future.result()
         timings = result.timings
         self._stats.record("inference_rtt", (pending.arrived - pending.sent) * 1000)
         self._stats.record("inference_queue", timings.queue_us / 1000)
         self._stats.record("inference_compute", timings.compute_us / 1000 / max(1, timings.batch_size))
-        return result.mouth
+        return Mouth(result.mouth, late=False)
 
     def drop_before(self, frame: int) -> None:
         """Frames skipped by the clock will never be shown."""

@@ -28,6 +28,7 @@ from lipstream.timebase import (
 )
 from media_server.avatars.store import LoadedAvatar
 from media_server.config import SessionConfig, VideoConfig
+from media_server.load import LoadMeter
 from media_server.metrics import EdgeMetrics
 from media_server.session.clock import AvClock
 from media_server.session.events import EventFanOut
@@ -60,6 +61,7 @@ class SessionServices:
     sessions: SessionConfig
     video: VideoConfig
     metrics: EdgeMetrics | None = None
+    load: LoadMeter | None = None
 
 
 class Session:
@@ -91,6 +93,7 @@ class Session:
             self.stats,
             services.metrics,
         )
+        self._load = services.load
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -116,9 +119,13 @@ class Session:
         self._forward_events()
         self._mouth.submit_ahead(n)
         mouth = await self._mouth.mouth_for(n)
-        packet = await self._renderer.render(self._mouth.background(n), mouth, n * PTS_PER_FRAME)
-        await self._clock.sleep_until(self._clock.frame_due(n))
+        packet = await self._renderer.render(self._mouth.background(n), mouth.crop, n * PTS_PER_FRAME)
+        due = self._clock.frame_due(n)
+        sent_late = self._clock.seconds_until(due) < -FRAME_SECONDS / 2
+        await self._clock.sleep_until(due)
         self.stats.frame_sent(asyncio.get_running_loop().time())
+        if self._load is not None:
+            self._load.frames(sent=1 + skipped, late=skipped + (sent_late or mouth.late))
         return packet
 
     async def next_audio_frame(self) -> av.AudioFrame:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lipstream.contract import AUDIO_WINDOW_SHAPE, MEL_SPAN, N_MELS, VECTOR_SIZE, WINDOW_FRAMES
-from lipstream.contract import WINDOW_FRAMES_AFTER as FRAMES_AFTER
-from lipstream.contract import WINDOW_FRAMES_BEFORE as FRAMES_BEFORE
-from lipstream.timebase import SPEECH_SAMPLES_PER_FRAME as SAMPLES_PER_FRAME
-from lipstream.timebase import speech_frames
+from lipstream.contract import (
+    AUDIO_WINDOW_SHAPE,
+    MEL_SPAN,
+    N_MELS,
+    VECTOR_SIZE,
+    WINDOW_FRAMES,
+    WINDOW_FRAMES_AFTER,
+    WINDOW_FRAMES_BEFORE,
+)
+from lipstream.timebase import SPEECH_SAMPLES_PER_FRAME, speech_frames
 from media_server.speech.features import FeatureExtractor
 from media_server.speech.mel import HOP, N_FFT, SILENCE, as_samples, frames_to_mel, mel_start, mel_windows, preemphasis
 
@@ -31,7 +36,7 @@ class IncrementalFeatures:
             raise ValueError(f"lookahead_frames must be a non-negative integer, got {lookahead_frames!r}")
         self._extractor = extractor
         self._lookahead = lookahead_frames
-        self._ahead = min(FRAMES_AFTER, lookahead_frames)  # vectors past frame i known in its window
+        self._ahead = min(WINDOW_FRAMES_AFTER, lookahead_frames)  # vectors past frame i known in its window
         self._reset()
 
     def _reset(self) -> None:
@@ -41,8 +46,8 @@ class IncrementalFeatures:
         self._next_column = 0
         self._mel = np.zeros((N_MELS, 0), np.float32)
         self._mel_first = 0  # absolute index of self._mel's first column
-        self._vectors = np.zeros((FRAMES_BEFORE, VECTOR_SIZE), np.float32)
-        self._vector_first = -FRAMES_BEFORE  # absolute frame of self._vectors' first row
+        self._vectors = np.zeros((WINDOW_FRAMES_BEFORE, VECTOR_SIZE), np.float32)
+        self._vector_first = -WINDOW_FRAMES_BEFORE  # absolute frame of self._vectors' first row
         self._next_frame = 0
 
     @property
@@ -51,7 +56,7 @@ class IncrementalFeatures:
 
     def samples_needed(self, frame: int) -> int:
         """Audio (samples since the utterance began) that must arrive before `frame` is emitted."""
-        return SAMPLES_PER_FRAME * (frame + self._lookahead + 1) + N_FFT // 2
+        return SPEECH_SAMPLES_PER_FRAME * (frame + self._lookahead + 1) + N_FFT // 2
 
     def push(self, samples_16k: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """(frame index, [32,16,16] window) for every frame that became ready."""
@@ -61,7 +66,7 @@ class IncrementalFeatures:
             self._previous = float(samples[-1])
             self._received += samples.size
         self._add_columns((self._received - N_FFT // 2) // HOP + 1 - self._next_column)
-        ready = (self._received - N_FFT // 2) // SAMPLES_PER_FRAME - self._lookahead
+        ready = (self._received - N_FFT // 2) // SPEECH_SAMPLES_PER_FRAME - self._lookahead
         return self._emit(ready, final=False)
 
     def finish(self) -> list[tuple[int, np.ndarray]]:
@@ -108,20 +113,20 @@ class IncrementalFeatures:
         count = end - self._next_frame
         if count <= 0:
             return []
-        ahead = FRAMES_AFTER if final else self._ahead
+        ahead = WINDOW_FRAMES_AFTER if final else self._ahead
         self._compute_vectors(end - 1 if final else end - 1 + ahead, final)
-        known = FRAMES_BEFORE + 1 + ahead
+        known = WINDOW_FRAMES_BEFORE + 1 + ahead
         rows = self._vectors
         shortfall = end - 1 + ahead - (self._vector_first + len(rows) - 1)
         if shortfall > 0:  # past the end of the utterance
             rows = np.concatenate([rows, np.zeros((shortfall, VECTOR_SIZE), np.float32)])
-        offset = self._next_frame - FRAMES_BEFORE - self._vector_first
+        offset = self._next_frame - WINDOW_FRAMES_BEFORE - self._vector_first
         spans = sliding_window_view(rows, known, axis=0)[offset : offset + count]
         windows = np.zeros((count, WINDOW_FRAMES, VECTOR_SIZE), np.float32)
         windows[:, :known] = spans.transpose(0, 2, 1)
         frames = range(self._next_frame, end)
         self._next_frame = end
-        drop = end - FRAMES_BEFORE - self._vector_first
+        drop = end - WINDOW_FRAMES_BEFORE - self._vector_first
         self._vectors = self._vectors[drop:]
         self._vector_first += drop
         shaped = windows.reshape(count, *AUDIO_WINDOW_SHAPE)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -14,6 +15,14 @@ from media_server.speech.audio import AudioTooLongError, PcmFormat, PcmResampler
 from media_server.speech.incremental import IncrementalFeatures
 from media_server.speech.timeline import SpeechTimeline
 from media_server.speech.utterance import Utterance
+
+
+class Ingested(NamedTuple):
+    """What a chunk of live audio became: model windows, 48 kHz playback, and its 16 kHz length."""
+
+    windows: list[np.ndarray]
+    playback: np.ndarray
+    samples_16k: int
 
 
 @dataclass(frozen=True)
@@ -57,15 +66,15 @@ class LiveFeed:
     def active(self) -> bool:
         return self.utterance is not None
 
-    def _ingest(self, chunk: bytes) -> tuple[list[np.ndarray], np.ndarray, int]:
+    def _ingest(self, chunk: bytes) -> Ingested:
         samples = self._resampler.push(chunk)
         windows = [window for _, window in self._features.push(samples)]
-        return windows, concat_samples(self._chunker.push(samples), np.int16), samples.size
+        return Ingested(windows, concat_samples(self._chunker.push(samples), np.int16), samples.size)
 
-    def _drain(self) -> tuple[list[np.ndarray], np.ndarray]:
+    def _drain(self) -> Ingested:
         tail = self._resampler.flush()
         windows = [w for _, w in self._features.push(tail)] + [w for _, w in self._features.finish()]
-        return windows, concat_samples(self._chunker.push(tail) + self._chunker.flush(), np.int16)
+        return Ingested(windows, concat_samples(self._chunker.push(tail) + self._chunker.flush(), np.int16), 0)
 
     async def push(self, chunk: bytes) -> None:
         """Add audio; waits while the feed is `ahead_seconds` ahead of playback.
@@ -81,7 +90,7 @@ class LiveFeed:
         if self._received_s > self._limits.max_seconds:
             raise AudioTooLongError(f"live speech is longer than the {self._limits.max_seconds:g} s limit")
         loop = asyncio.get_running_loop()
-        windows, playback, count = await loop.run_in_executor(self._executor, self._ingest, chunk)
+        ingested = await loop.run_in_executor(self._executor, self._ingest, chunk)
         if self.utterance is None:
             utterance = Utterance("live")
             # Audio and video wait together for the model's look-ahead, so they stay in sync.
@@ -91,7 +100,7 @@ class LiveFeed:
         utterance = self.utterance
         if utterance.dropped:
             return
-        utterance.add_live(windows, playback, count)
+        utterance.add_live(ingested.windows, ingested.playback, ingested.samples_16k)
         while utterance.received - utterance.shown > self._limits.ahead_frames and not utterance.dropped:
             await utterance.played_more()
 
@@ -99,8 +108,8 @@ class LiveFeed:
         """End of the utterance; the next push starts a new one."""
         utterance, self.utterance = self.utterance, None
         self._received_s = 0.0
-        windows, playback = await asyncio.get_running_loop().run_in_executor(self._executor, self._drain)
+        tail = await asyncio.get_running_loop().run_in_executor(self._executor, self._drain)
         if utterance is not None:
-            utterance.finish(windows, playback)
+            utterance.finish(tail.windows, tail.playback)
             self._timeline.finished_live()
         return utterance

@@ -15,6 +15,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCDataChannel,
+    RTCIceCandidate,
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
@@ -40,15 +41,20 @@ class BadCandidate(ValueError):
     """A trickled ICE candidate that cannot be parsed or added."""
 
 
-def require_sdp(offer_sdp: str) -> None:
-    """A first, cheap look (before an avatar is loaded for it): BadOffer unless it starts like SDP with media."""
+def require_sdp(offer_sdp: str, max_bytes: int, max_media: int) -> None:
+    """A first, cheap look (before an avatar is loaded for it): BadOffer unless it starts like SDP
+    with media, within the size and m-line limits."""
+    if len(offer_sdp) > max_bytes:
+        raise BadOffer(f"the offer is over the {max_bytes // 1024} kB SDP limit")
     if "m=" not in offer_sdp or not offer_sdp.lstrip().startswith("v="):
         raise BadOffer("the offer is not an SDP description")
+    media = offer_sdp.count("\nm=")
+    if media > max_media:
+        raise BadOffer(f"the offer has {media} m-lines; at most {max_media} are accepted")
 
 
 def offered_kinds(offer_sdp: str) -> list[str]:
     """The media kinds of the offer's m-lines; BadOffer unless it is SDP whose video accepts H.264."""
-    require_sdp(offer_sdp)
     try:
         media = sdp.SessionDescription.parse(offer_sdp).media
     except Exception as exc:  # noqa: BLE001 - the SDP parser raises many types
@@ -114,6 +120,10 @@ class SessionPeer:
         elif state in ("failed", "closed"):
             await self._on_ended()
 
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
     async def wait_connected(self, timeout_s: float) -> bool:
         try:
             await asyncio.wait_for(self._connected.wait(), timeout_s)
@@ -121,25 +131,40 @@ class SessionPeer:
             return False
         return True
 
-    async def add_candidates(self, fragment: str) -> int:
-        """Trickle ICE: the remote candidates of an SDP fragment (RFC 8840); how many were added."""
-        mid = None
-        added = 0
-        for line in fragment.splitlines():
+    def _mids(self) -> set[str]:
+        remote = self.connection.remoteDescription
+        if remote is None:
+            return set()
+        return {m.rtp.muxId for m in sdp.SessionDescription.parse(remote.sdp).media if m.rtp.muxId}
+
+    async def add_candidates(self, fragment: str, limit: int) -> int:
+        """Trickle ICE: the remote candidates of an SDP fragment (RFC 8840); how many were added.
+
+        All of them are checked (count, media ids, syntax) before any is added.
+        """
+        lines = fragment.splitlines()
+        if sum(line.startswith("a=candidate:") for line in lines) > limit:
+            raise BadCandidate(f"more than {limit} candidates in one fragment")
+        mids, mid = self._mids(), None
+        candidates: list[RTCIceCandidate] = []
+        for line in lines:
             if line.startswith("a=mid:"):
                 mid = line[6:].strip()
+                if mid not in mids:
+                    raise BadCandidate(f"no media with mid {mid!r} in this session (known: {sorted(mids)})")
             elif line.startswith("a=candidate:"):
                 try:
                     candidate = sdp.candidate_from_sdp(line[2:].split(":", 1)[1])
-                except (ValueError, IndexError) as exc:
-                    raise BadCandidate(f"bad candidate line: {line}") from exc
+                except Exception as exc:  # noqa: BLE001 - aiortc's parser asserts, indexes and converts
+                    raise BadCandidate(f"bad candidate line: {line[:200]}") from exc
                 candidate.sdpMid = mid
-                try:
-                    await self.connection.addIceCandidate(candidate)
-                except ValueError as exc:
-                    raise BadCandidate(f"cannot add the candidate: {exc}") from exc
-                added += 1
-        return added
+                candidates.append(candidate)
+        for candidate in candidates:
+            try:
+                await self.connection.addIceCandidate(candidate)
+            except ValueError as exc:
+                raise BadCandidate(f"cannot add the candidate: {exc}") from exc
+        return len(candidates)
 
     async def close(self) -> None:
         await self.connection.close()

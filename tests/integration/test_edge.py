@@ -49,6 +49,17 @@ async def speak(http: aiohttp.ClientSession, url: str, viewer: Viewer, audio: by
         return await r.json()
 
 
+async def health_until(http: aiohttp.ClientSession, url: str, status: int, timeout_s: float = 5.0) -> dict:
+    """GET /health until it answers `status` (the edge refreshes it in the background)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        async with http.get(f"{url}/health") as response:
+            if response.status == status or asyncio.get_running_loop().time() > deadline:
+                assert response.status == status, await response.text()
+                return await response.json()
+        await asyncio.sleep(0.2)
+
+
 def session_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("session-")]
 
@@ -120,6 +131,8 @@ async def test_whep_session_interrupt_and_release() -> None:
         assert moving_after.size == 0 or moving_after.max() < 3, f"mouth still moving: {moving_after}"
 
         async with http.delete(f"{edge.url}/whep/sessions/{viewer.session_id}") as r:
+            assert r.status == 403, "the resource URL alone must not end a session"
+        async with http.delete(f"{edge.url}/whep/sessions/{viewer.session_id}", headers=viewer.auth()) as r:
             assert r.status == 200
         assert viewer.session_id not in edge.edge.sessions
         await wait_for(lambda: not session_threads(), 5, "session threads to end")
@@ -161,10 +174,11 @@ async def test_inference_loss_degrades_to_idle_and_recovers() -> None:
         try:
             await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
             await edge.inference.stop()
-            async with http.get(f"{edge.url}/health") as r:
-                assert (await r.json())["status"] == "degraded"
+            health = await health_until(http, edge.url, 503)
+            assert health["status"] == "degraded" and "no inference server answers" in health["inference"]["reason"]
             count = len(viewer.video_frames)
-            await speak(http, edge.url, viewer, encode(voiced_bursts(1.0)))
+            accepted = await speak(http, edge.url, viewer, encode(voiced_bursts(1.0)))
+            assert "still mouth" in accepted["warning"], "speech accepted while degraded must say so"
             await asyncio.sleep(1.5)
             assert len(viewer.video_frames) - count >= 30, "the session must keep streaming without inference"
             assert edge.edge.sessions[viewer.session_id].stats.late_frames > 0
@@ -172,10 +186,9 @@ async def test_inference_loss_degrades_to_idle_and_recovers() -> None:
             revived = InferenceServer(make_config(server={"port": port}, registry={"preload": ["parametric-mouth"]}))
             await revived.start()
             edge.inference = revived
-            async with http.get(f"{edge.url}/health") as r:
-                assert (await r.json())["status"] == "ok"
+            assert (await health_until(http, edge.url, 200))["status"] == "ok"
             mark = len(viewer.video_frames)
-            await speak(http, edge.url, viewer, encode(voiced_bursts(2.0)))
+            assert "warning" not in await speak(http, edge.url, viewer, encode(voiced_bursts(2.0)))
             await asyncio.sleep(3.0)
         finally:
             await viewer.close()
@@ -200,6 +213,8 @@ async def test_signaling_errors(whep: bool) -> None:
                 assert r.status == 404 and "no such avatar" in (await r.json())["error"]
         else:
             async with http.post(f"{url}/offer", data="{not json") as r:
+                assert r.status == 415, "a cross-site simple POST (text/plain) must not open a session"
+            async with http.post(f"{url}/offer", data="{not json", headers={"Content-Type": "application/json"}) as r:
                 assert r.status == 400
             async with http.post(f"{url}/offer", json={"sdp": "nonsense", "type": "offer"}) as r:
                 assert r.status == 400

@@ -176,3 +176,33 @@ async def test_hung_server_is_given_up_for_a_live_one(tmp_path: Path) -> None:
                 await stream.close()
             await client.close()
             await hung.stop(0)
+
+
+async def test_a_stream_that_reconnects_leaves_no_task_behind(tmp_path: Path) -> None:
+    config = make_config([tiny_spec("one", write_tiny_model(tmp_path / "one.onnx"))], registry={"preload": ["one"]})
+    server = InferenceServer(config)
+    await server.start()
+    port = server.port
+    client = InferenceClient([f"127.0.0.1:{port}"], backoff_initial_s=0.01, backoff_max_s=0.05)
+    stream = client.open_stream()
+    try:
+        for attempt in range(5):
+            for _ in range(200):  # until the stream is (re)connected and answers
+                try:
+                    await asyncio.wait_for(stream.submit(compact_frame(attempt, "one", TINY, AUDIO)), 2)
+                    break
+                except InferenceUnavailable:
+                    await asyncio.sleep(0.02)
+            else:
+                pytest.fail("the stream never reconnected")
+            await server.stop()
+            server = InferenceServer(make_config(config.models, server={"port": port}, registry={"preload": ["one"]}))
+            await server.start()
+        await asyncio.sleep(0.1)
+        live = [t for t in asyncio.all_tasks() if t.get_name().startswith("inference-stream") and not t.done()]
+        assert len(live) <= 2, f"{len(live)} stream tasks alive for one stream: {sorted(t.get_name() for t in live)}"
+    finally:
+        await stream.close()
+        await client.close()
+        await server.stop()
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("inference-stream") and not t.done()]

@@ -12,7 +12,7 @@ from edge_helpers import running_edge, wait_for
 
 from benchmarks.kit.speech import encode, s16, voiced_bursts
 from benchmarks.kit.viewer import Viewer, connect_viewer
-from media_server.avatars.bundled import ensure_default_avatar
+from media_server.avatars.bundled import ensure_bundled_avatar
 from media_server.speech.audio import AudioTooLongError, PcmFormat
 
 
@@ -91,12 +91,15 @@ async def test_websocket_rejects_bad_streams_and_trickle_ice_patch() -> None:
                 assert "bad stream header" in (await ws.receive_json())["message"]
 
             resource = f"{edge.url}/whep/sessions/{viewer.session_id}"
-            async with http.patch(resource, data="a=mid:0", headers={"Content-Type": "text/plain"}) as r:
-                assert r.status == 415
             fragment = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
+            trickle = {"Content-Type": "application/trickle-ice-sdpfrag"}
+            async with http.patch(resource, data=fragment, headers=trickle) as r:
+                assert r.status == 403, "the resource URL alone must not add candidates"
             async with http.patch(
-                resource, data=fragment, headers={"Content-Type": "application/trickle-ice-sdpfrag"}
+                resource, data="a=mid:0", headers={**viewer.auth(), "Content-Type": "text/plain"}
             ) as r:
+                assert r.status == 415
+            async with http.patch(resource, data=fragment, headers={**viewer.auth(), **trickle}) as r:
                 assert r.status == 204 and r.headers["X-Candidates-Added"] == "1"
         finally:
             await viewer.close()
@@ -138,7 +141,7 @@ async def test_concurrent_offers_never_exceed_the_session_limit() -> None:
 
 
 async def test_avatar_at_another_frame_rate_is_refused_in_words(tmp_path: Path) -> None:
-    source = await asyncio.to_thread(ensure_default_avatar)
+    source = await asyncio.to_thread(ensure_bundled_avatar)
     avatars = tmp_path / "avatars"
     shutil.copytree(source, avatars / "fast")
     manifest = avatars / "fast" / "avatar.yaml"

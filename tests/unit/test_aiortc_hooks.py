@@ -1,11 +1,15 @@
-"""The one private aiortc hook the edge relies on is where it expects it (pyproject.toml caps aiortc)."""
+"""The private aiortc hooks lipstream relies on are where it expects them (pyproject.toml caps aiortc).
+
+The edge reroutes keyframe requests (media_server.webrtc.tracks); the benchmarks' viewer taps
+packet arrivals and sender reports (benchmarks.kit.viewer).
+"""
 
 from __future__ import annotations
 
 import inspect
 
 import aiortc
-from aiortc import RTCRtpSender
+from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcrtpsender import RTCRtpSender as SenderModule
 
 from media_server.webrtc.tracks import route_keyframe_requests
@@ -25,3 +29,15 @@ def test_routing_replaces_the_hook_on_one_sender_only() -> None:
     sender._send_keyframe()
     assert requests == ["keyframe"]
     assert RTCRtpSender._send_keyframe is not sender._send_keyframe
+
+
+def test_the_receiver_hands_packets_through_its_handlers() -> None:
+    for name in ("_handle_rtp_packet", "_handle_rtcp_packet"):
+        hook = getattr(RTCRtpReceiver, name, None)
+        assert inspect.iscoroutinefunction(hook), (name, aiortc.__version__)
+    assert list(inspect.signature(RTCRtpReceiver._handle_rtp_packet).parameters) == [
+        "self",
+        "packet",
+        "arrival_time_ms",
+    ]
+    assert list(inspect.signature(RTCRtpReceiver._handle_rtcp_packet).parameters) == ["self", "packet"]

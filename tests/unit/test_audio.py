@@ -1,4 +1,4 @@
-"""Speech decoding, live PCM resampling and 48 kHz playback chunking (media_server/audio.py)."""
+"""Speech decoding, live PCM resampling and 48 kHz playback chunking (media_server/speech/audio.py)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ import yaml
 from skimage import data
 
 from lipstream.cli import main
-from media_server.avatars.bundled import N_FRAMES, ensure_default_avatar
+from media_server.avatars.bundled import N_FRAMES, ensure_bundled_avatar
 from media_server.avatars.format import AvatarError, load_avatar
 from media_server.avatars.geometry import make_crop
 from media_server.avatars.prepare import FaceTracker, face_track, mouth_box, prepare_avatar
@@ -65,7 +65,7 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
 @pytest.fixture(scope="module")
 def fresh_default(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled avatar built from scratch by this code (not a cached copy)."""
-    return ensure_default_avatar(tmp_path_factory.mktemp("avatars") / "default")
+    return ensure_bundled_avatar(tmp_path_factory.mktemp("avatars") / "default")
 
 
 # --- the bundled avatar and the mouth contract ---------------------------------------------------
@@ -89,7 +89,7 @@ def test_default_avatar_is_a_loadable_two_second_loop(fresh_default: Path) -> No
 def test_default_avatar_is_built_once(fresh_default: Path) -> None:
     manifest = fresh_default / "avatar.yaml"
     before = manifest.stat().st_mtime_ns
-    assert ensure_default_avatar(fresh_default) == fresh_default
+    assert ensure_bundled_avatar(fresh_default) == fresh_default
     assert manifest.stat().st_mtime_ns == before
     assert not [p for p in fresh_default.parent.iterdir() if p.name.startswith(".")]
 

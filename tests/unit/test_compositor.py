@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from media_server.avatars.bundled import ensure_default_avatar
+from media_server.avatars.bundled import ensure_bundled_avatar
 from media_server.avatars.format import AvatarAssets, AvatarManifest
 from media_server.avatars.geometry import CropGeometry, make_crop
 from media_server.avatars.i420 import bgr_to_i420, i420_planes
@@ -60,7 +60,7 @@ def outside_box(avatar: LoadedAvatar, index: int, scale: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def default_avatar() -> LoadedAvatar:
-    return FrameStore().get(ensure_default_avatar())
+    return FrameStore().get(ensure_bundled_avatar())
 
 
 @pytest.mark.parametrize("index", [0, 17, 49])

@@ -1,4 +1,7 @@
-"""SyncTalk_2D audio features (media_server/features.py), checked against librosa and the contract."""
+"""SyncTalk_2D audio features (media_server/speech: mel, encoders, features, incremental).
+
+Checked against librosa and the contract.
+"""
 
 from __future__ import annotations
 

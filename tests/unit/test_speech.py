@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lipstream.timebase import PLAYBACK_CHUNK_SAMPLES as CHUNK_SAMPLES
-from lipstream.timebase import PLAYBACK_SAMPLES_PER_FRAME as PLAYBACK_PER_FRAME
+from lipstream.timebase import PLAYBACK_CHUNK_SAMPLES, PLAYBACK_SAMPLES_PER_FRAME
 from media_server.speech.timeline import SpeechQueueFull, SpeechTimeline
 from media_server.speech.utterance import Utterance
 
@@ -14,7 +13,7 @@ from media_server.speech.utterance import Utterance
 def file_utterance(frames: int, level: int = 1000) -> Utterance:
     vectors = np.zeros((frames, 512), np.float32)
     vectors[:, 0] = np.arange(frames)  # frame i's vector is recognisable
-    playback = np.full(frames * PLAYBACK_PER_FRAME, level, np.int16)
+    playback = np.full(frames * PLAYBACK_SAMPLES_PER_FRAME, level, np.int16)
     return Utterance.from_file(vectors, playback, frames * 640)
 
 
@@ -49,7 +48,7 @@ def test_audio_chunks_follow_the_same_frames() -> None:
     timeline.add(file_utterance(3, level=1234))  # frames 1, 2, 3
     heard = [int(timeline.audio_chunk(chunk)[0]) for chunk in range(12)]
     assert heard == [0] * 2 + [1234] * 6 + [0] * 4
-    assert all(timeline.audio_chunk(c).size == CHUNK_SAMPLES for c in range(12))
+    assert all(timeline.audio_chunk(c).size == PLAYBACK_CHUNK_SAMPLES for c in range(12))
 
 
 def test_starved_live_feed_holds_audio_and_video_together() -> None:
@@ -58,7 +57,7 @@ def test_starved_live_feed_holds_audio_and_video_together() -> None:
     timeline.add(live)
     assert live.start == 1
     window = np.zeros((32, 16, 16), np.float32)
-    live.add_live([window, window], np.full(2 * PLAYBACK_PER_FRAME, 7, np.int16), 1280)
+    live.add_live([window, window], np.full(2 * PLAYBACK_SAMPLES_PER_FRAME, 7, np.int16), 1280)
     shown = []
     for frame in range(1, 6):
         timeline.advance_to(frame)
@@ -68,7 +67,7 @@ def test_starved_live_feed_holds_audio_and_video_together() -> None:
     # Frames 1-2 play what arrived; 3-5 wait (idle and silent) instead of running ahead.
     assert shown == [0, 1, None, None, None]
     assert timeline.stalled_frames == 3
-    live.add_live([window], np.full(PLAYBACK_PER_FRAME, 7, np.int16), 640)
+    live.add_live([window], np.full(PLAYBACK_SAMPLES_PER_FRAME, 7, np.int16), 640)
     timeline.advance_to(6)
     assert index_at(timeline, 6) == 2, "the utterance resumes where it stopped"
     live.finish([], np.zeros(0, np.int16))
@@ -84,7 +83,7 @@ def test_utterance_after_a_live_one_waits_for_its_end() -> None:
     queued = file_utterance(2)
     timeline.add(queued)
     assert queued.start is None
-    live.add_live([np.zeros((32, 16, 16), np.float32)] * 3, np.zeros(3 * PLAYBACK_PER_FRAME, np.int16), 1920)
+    live.add_live([np.zeros((32, 16, 16), np.float32)] * 3, np.zeros(3 * PLAYBACK_SAMPLES_PER_FRAME, np.int16), 1920)
     live.finish([], np.zeros(0, np.int16))
     timeline.finished_live()
     assert queued.start == live.start + 3
