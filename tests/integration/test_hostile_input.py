@@ -76,3 +76,32 @@ async def test_nested_json_and_stray_messages_on_the_stream_get_errors_not_a_dro
         finally:
             await viewer.close()
         await asyncio.sleep(0)
+
+
+async def test_malformed_requests_get_4xx_in_words_not_500() -> None:
+    async with running_edge() as edge, aiohttp.ClientSession() as http:
+        deep = "[" * 5_000 + "]" * 5_000  # deeper than Python's recursion limit, within the size limit
+        async with http.post(f"{edge.url}/offer", data=deep, headers={"Content-Type": "application/json"}) as r:
+            assert r.status == 400 and "JSON" in (await r.json())["error"]
+        async with http.post(
+            f"{edge.url}/whep/default", data=b"v=0\r\n\xff\xfe\r\nm=video", headers={"Content-Type": "application/sdp"}
+        ) as r:
+            assert r.status == 400 and "UTF-8" in (await r.json())["error"]
+        viewer = await connect_viewer(http, edge.url)
+        try:
+            speech = f"{edge.url}/sessions/{viewer.session_id}/speech"
+            broken = b'--xyz\r\nContent-Disposition: form-data; name="audio"\r\n\r\nRIFF'  # no closing boundary
+            headers = {**viewer.auth(), "Content-Type": "multipart/form-data; boundary=xyz"}
+            async with http.post(speech, data=broken, headers=headers) as r:
+                assert r.status in (400, 422), await r.text()
+            resource = f"{edge.url}/whep/sessions/{viewer.session_id}"
+            trickle = {**viewer.auth(), "Content-Type": "application/trickle-ice-sdpfrag"}
+            for fragment, reason in (
+                ("a=mid:0\r\na=candidate:garbage\r\n", "bad candidate"),
+                ("a=mid:nowhere\r\na=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n", "no media with mid"),
+                ("a=mid:0\r\n" + "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\n" * 40, "more than 32"),
+            ):
+                async with http.patch(resource, data=fragment, headers=trickle) as r:
+                    assert r.status == 400 and reason in (await r.json())["error"]
+        finally:
+            await viewer.close()
