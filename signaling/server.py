@@ -6,23 +6,23 @@ import argparse
 import asyncio
 import gc
 import logging
-import os
 import sys
 from pathlib import Path
 
 from aiohttp import web
 
-from inference_service.client import wait_until_serving
 from lipstream.lifecycle import free_port, stop_on_signals
 from media_server.avatars.catalogue import bundled_avatar_ready
 from media_server.config import EdgeConfig, load_edge_config
 from media_server.edge import Edge
 from signaling.access_log import RedactingAccessLogger
 from signaling.app import create_app
+from signaling.inference_child import InferenceChild, InferenceChildFailed
 
 log = logging.getLogger(__name__)
 
 INFERENCE_START_TIMEOUT_S = 300.0  # the first start generates the built-in model
+INFERENCE_HUNG_S = 10.0  # longer than a freeze the service survives (a 5 s stop costs moving lips, not a restart)
 
 
 async def _warm_default_avatar(edge: Edge, name: str) -> None:
@@ -114,31 +114,29 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         stop = stop_on_signals()
-        child = await asyncio.create_subprocess_exec(*command, env=dict(os.environ))
+        child = InferenceChild(command, f"127.0.0.1:{inference_port}", INFERENCE_START_TIMEOUT_S, args.inference_hung_s)
+        starting = asyncio.ensure_future(child.start())
+        stopped = asyncio.ensure_future(stop.wait())
         try:
-            ready = asyncio.create_task(wait_until_serving(f"127.0.0.1:{inference_port}", INFERENCE_START_TIMEOUT_S))
-            exited = asyncio.create_task(child.wait())
-            stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait({ready, exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (ready, exited, stopped):
-                if not task.done():
-                    task.cancel()
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if stopped.done():
                 return 0
-            if exited.done():
-                log.error("the inference service exited during start-up (exit code %s)", child.returncode)
+            try:
+                starting.result()
+            except InferenceChildFailed as exc:
+                log.error("%s", exc)
                 return 1
-            ready.result()
-            await run_edge(config, stop)
+            supervisor = asyncio.create_task(child.supervise(), name="inference-supervisor")
+            try:
+                await run_edge(config, stop)
+            finally:
+                supervisor.cancel()
+                await asyncio.gather(supervisor, return_exceptions=True)
             return 0
         finally:
-            if child.returncode is None:
-                child.terminate()
-                try:
-                    await asyncio.wait_for(child.wait(), 10)
-                except TimeoutError:
-                    child.kill()
-                    await child.wait()
+            starting.cancel()
+            stopped.cancel()
+            await child.stop()
 
     return asyncio.run(main())
 
@@ -161,4 +159,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--inference-port", type=int, help="gRPC port of the inference child (default: a free one)")
     serve.add_argument("--inference-config", type=Path, help="inference YAML config")
     serve.add_argument("--metrics-port", type=int, help="inference Prometheus port (default 9151)")
+    serve.add_argument(
+        "--inference-hung-s",
+        type=float,
+        default=INFERENCE_HUNG_S,
+        help=f"restart the inference child after this long without an answer (default {INFERENCE_HUNG_S:g})",
+    )
     serve.set_defaults(handler=_serve)
