@@ -27,9 +27,9 @@ class RunningEdge:
 
 
 @asynccontextmanager
-async def running_edge(inference: bool = True, **sections: dict) -> AsyncIterator[RunningEdge]:
+async def running_edge(with_inference: bool = True, **sections: dict) -> AsyncIterator[RunningEdge]:
     server = None
-    if inference:
+    if with_inference:
         server = InferenceServer(make_config(registry={"preload": ["parametric-mouth"]}))
         await server.start()
     data: dict = {
