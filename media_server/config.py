@@ -51,7 +51,7 @@ class SessionConfig(StrictModel):
     max_connecting: int = Field(4, ge=1, description="sessions whose WebRTC connection is not up yet")
     connect_timeout_s: float = Field(10.0, gt=0, le=60, description="a session not connected by then is ended")
     overload_late_pct: float = Field(
-        5.0, gt=0, le=100, description="new sessions are refused while more of the recent frames than this are late"
+        10.0, gt=0, le=100, description="new sessions are refused while more of the recent frames than this are late"
     )
     overload_window_s: float = Field(3.0, gt=0, le=60)
     pipeline_frames: int = Field(3, ge=1, le=25, description="inference requests sent this many frames ahead")

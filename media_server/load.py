@@ -1,9 +1,9 @@
 """How well this edge keeps time: the share of recent frames that were late, over a sliding window.
 
-A frame counts as late when it went out more than half a frame after its slot, when the clock
-had to skip it, or when it should have moved the lips and the mouth came too late. New sessions
+A frame counts as late when it went out more than a frame after its slot, when the clock had
+to skip it, or when it should have moved the lips and the mouth came too late. New sessions
 are refused while that share is over the configured bound, so an edge that is already missing
-deadlines does not take on more work.
+deadlines does not take on more work. A window with less than a second of frames says nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from collections import deque
 
 BUCKET_S = 0.25
+MIN_FRAMES = 25  # one session's second: fewer frames are too few to call the edge late
 
 
 class LoadMeter:
@@ -34,4 +35,4 @@ class LoadMeter:
     def late_pct(self) -> float:
         self._bucket(time.monotonic())
         sent = sum(b[1] for b in self._buckets)
-        return 100.0 * sum(b[2] for b in self._buckets) / sent if sent else 0.0
+        return 100.0 * sum(b[2] for b in self._buckets) / sent if sent >= MIN_FRAMES else 0.0

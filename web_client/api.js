@@ -33,9 +33,11 @@ async function failure(response, sentences) {
   } catch {
     detail = response.statusText;
   }
-  if (response.status === 503) {
+  if (response.status === 503 || (response.status === 429 && response.headers.has('Retry-After'))) {
+    // The server is full, still connecting others, late on its frames, or this address opens sessions too fast.
     const retry = Number.parseInt(response.headers.get('Retry-After') ?? '', 10) || 5;
-    return new ApiError(`server full, retry in ${retry} s`, 503, retry);
+    const why = detail.replace(/, retry in \d+ s$/, '') || 'server busy';
+    return new ApiError(`${why}; retry in ${retry} s`, response.status, retry);
   }
   const sentence = sentences[response.status];
   const message = sentence ? sentence(detail) : detail || `the server answered ${response.status}`;

@@ -241,6 +241,7 @@ async function speak(file) {
     if (live !== current) return;
     clearMessage();
     log(`queued ${reply.seconds.toFixed(1)} s of speech as utterance ${reply.utterance}`);
+    if (reply.warning) showMessage(reply.warning, 'info');
     if (frame !== null) showLatency(current.latency.accepted(reply.utterance, performance.now() - sent, frame));
   } catch (error) {
     showMessage(describe(error));

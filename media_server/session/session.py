@@ -121,7 +121,7 @@ class Session:
         mouth = await self._mouth.mouth_for(n)
         packet = await self._renderer.render(self._mouth.background(n), mouth.crop, n * PTS_PER_FRAME)
         due = self._clock.frame_due(n)
-        sent_late = self._clock.seconds_until(due) < -FRAME_SECONDS / 2
+        sent_late = self._clock.seconds_until(due) < -FRAME_SECONDS
         await self._clock.sleep_until(due)
         self.stats.frame_sent(asyncio.get_running_loop().time())
         if self._load is not None:
