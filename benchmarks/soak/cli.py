@@ -1,0 +1,78 @@
+"""`lipstream bench soak`: its arguments; the run written as JSON, with a PNG beside it when matplotlib is there."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from benchmarks.e2e import BenchError
+from benchmarks.kit.viewer import ViewerError
+from benchmarks.soak.plot import plot_soak
+from benchmarks.soak.report import summarise
+from benchmarks.soak.run import Options, run_soak
+
+FULL_CYCLES, QUICK_CYCLES = 1000, 50
+FULL_WARMUP, QUICK_WARMUP = 20, 4
+CONCURRENCY = 3  # under the edge's max_sessions (6) and max_connecting (4)
+SAMPLE_EVERY = 25
+CONNECT_TIMEOUT_S = 3.0
+UTTERANCE_S = 1.0
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--cycles must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--cycles must be at least 1, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("soak", help="thousands of sessions opened and ended: does the edge give back?")
+    parser.add_argument("--json", type=Path, required=True, metavar="OUT", help="write the results as JSON here")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_CYCLES} cycles after a short warm-up")
+    parser.add_argument(
+        "--cycles",
+        type=_count,
+        metavar="N",
+        help=f"session cycles measured (default {FULL_CYCLES}; quick {QUICK_CYCLES})",
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cycles = args.cycles or (QUICK_CYCLES if args.quick else FULL_CYCLES)
+    options = Options(
+        cycles=cycles,
+        warmup=QUICK_WARMUP if args.quick else FULL_WARMUP,
+        concurrency=CONCURRENCY,
+        sample_every=max(1, min(SAMPLE_EVERY, cycles // 4)),
+        connect_timeout_s=CONNECT_TIMEOUT_S,
+        utterance_s=UTTERANCE_S,
+        quick=args.quick,
+    )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("aioice").setLevel(logging.WARNING)  # a dozen lines per connection
+    try:
+        result = summarise(asyncio.run(run_soak(options)))
+    except (BenchError, ViewerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    png = args.json.with_suffix(".png")
+    plotted = plot_soak(result, png)
+    delta, trend = result["delta"], result["memory_trend"]
+    print(
+        f"{result['cycles_done']} cycles ({result['cycles_failed']} failed) in {result['seconds']:.0f} s: "
+        f"edge RSS {result['baseline']['rss_mb']} -> {result['final']['rss_mb']} MB ({delta['rss_mb']:+} MB, "
+        f"{trend['verdict']}), threads {delta['threads']:+}, fds {delta['fds']:+}, sockets {delta['sockets']}"
+    )
+    print(f"plot: {png}" if plotted else "no plot: matplotlib is not installed")
+    return 0
