@@ -13,6 +13,7 @@ from signaling.control import interrupt, session_delete, session_state, speech
 from signaling.errors import domain_errors
 from signaling.live import live_stream
 from signaling.offers import offer, whep_create, whep_delete, whep_patch
+from signaling.openapi import route as openapi_route
 from signaling.state import CONFIG_KEY, EDGE_KEY, SESSION_RATE_KEY, config_of, edge_of
 
 
@@ -70,6 +71,7 @@ def create_app(edge: Edge) -> web.Application:
     app.router.add_get("/avatars", avatars)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    app.router.add_routes([openapi_route])
 
     async def shutdown(app: web.Application) -> None:
         await edge.close()
