@@ -46,7 +46,9 @@ def _bearer(request: web.Request) -> str | None:
 
 def presents(request: web.Request, secret: str) -> bool:
     """Whether the caller's bearer token is `secret` (compared in constant time)."""
-    return hmac.compare_digest((_bearer(request) or "").encode(), secret.encode())
+    # Header bytes that are not UTF-8 arrive as surrogates; they never match, and never raise.
+    presented = (_bearer(request) or "").encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(presented, secret.encode("utf-8", "surrogateescape"))
 
 
 def check_api_key(request: web.Request) -> None:
