@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections import Counter
 from datetime import UTC, datetime
@@ -32,6 +33,8 @@ DEFINITIONS = {
     "(the allocator keeping freed memory)",
     "admission_refusals": "503 answers to new sessions, waited out (0.5 s) and retried, by reason: full "
     "(max_sessions), connecting (max_connecting), overloaded (recent late frames over overload_late_pct)",
+    "allocator_environment": "MALLOC_* and PYTHONMALLOC variables this run and its children had (none: glibc's "
+    "defaults), for runs that test whether RSS growth is the allocator's",
     "sockets": "psutil net_connections(kind='all') of the edge: tcp (and tcp_<state>), udp, unix",
 }
 
@@ -126,6 +129,7 @@ def summarise(measured: Measured) -> dict[str, Any]:
             "why": "connect_timeout_s lowered so unanswered offers do not hold the connecting slots (default 10 s); "
             "the per-client session rate limit (30 a minute, burst 10) raised: every session comes from one address",
         },
+        "allocator_environment": {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "PYTHONMALLOC"))},
         "admission_refusals": dict(Counter(why for c in cycles for why in c.refusals)),
         "kinds": kinds,
         "baseline": baseline,
