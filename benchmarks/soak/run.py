@@ -88,7 +88,9 @@ async def live_sessions(http: aiohttp.ClientSession, url: str) -> int:
         return int((await response.json())["sessions"])
 
 
-async def idle_sample(http: aiohttp.ClientSession, url: str, probe: ResourceProbe, cycle: int, t0: float) -> dict:
+async def idle_sample(
+    http: aiohttp.ClientSession, url: str, probe: ResourceProbe, cycle: int, t0: float
+) -> dict[str, Any]:
     """A detailed sample once no session is left and threads, descriptors and sockets hold still for a second."""
     deadline = time.monotonic() + IDLE_TIMEOUT_S
     while await live_sessions(http, url) and time.monotonic() < deadline:
