@@ -160,11 +160,15 @@ async def run_faults(options: Options) -> Measured:
             health = HealthWatch(http, services.url, viewers)
             health.start()
             starts, frames = await _speaking(http, viewers, options)
-            await asyncio.sleep(options.lead_s)
-            measured = Measured(options, avatar, mouth, viewers, starts, frames, _thresholds(viewers, mouth, starts))
-            measured.load_before = load_before
-            await asyncio.sleep(options.control_s + 0.5)  # the thresholds' computation held this loop: wait it out
+            # No collection in this process from here: its pause (~0.1 s with the frames kept) would
+            # hold every packet's arrival and look like a gap at the viewers.
             with collector_paused():
+                await asyncio.sleep(options.lead_s)
+                thresholds = _thresholds(viewers, mouth, starts)
+                measured = Measured(
+                    options, avatar, mouth, viewers, starts, frames, thresholds, load_before=load_before
+                )
+                await asyncio.sleep(options.control_s + 0.5)  # the thresholds' computation held this loop
                 for name in FAULTS:
                     measured.faults.append(await inject(name, faults, measured))
             if any(v.last_frame >= s + frames for v, s in zip(viewers, starts, strict=True)):

@@ -6,7 +6,7 @@ import os
 import statistics
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,8 +29,8 @@ DEFINITIONS = {
     "during": "a sample every sample_every cycles, sessions live",
     "gone_after_s": "client let go (peer closed, or offer answered) -> GET /sessions/{id} answers 404",
     "rss_slope_mb_per_100_cycles": "least-squares slope of the during samples' RSS against cycles, over the "
-    "whole run and each half: steady growth in the second half is a leak, a flat second half a plateau "
-    "(the allocator keeping freed memory)",
+    "whole run and each half: growth in the second half (>= 0.5 MB/100 cycles and over twice its standard error) "
+    "reads as a leak, anything less as a plateau (the allocator keeping freed memory, or a bounded cache)",
     "admission_refusals": "503 answers to new sessions, waited out (0.5 s) and retried, by reason: full "
     "(max_sessions), connecting (max_connecting), overloaded (recent late frames over overload_late_pct)",
     "allocator_environment": "MALLOC_* and PYTHONMALLOC variables this run and its children had (none: glibc's "
@@ -49,27 +49,47 @@ def _spread(values: list[float]) -> dict[str, float] | None:
     }
 
 
-def slope(points: list[dict[str, Any]], key: str = "rss_mb") -> float | None:
-    """MB per 100 cycles, least squares; None with fewer than three points."""
+class Slope(NamedTuple):
+    """A least-squares slope in MB per 100 cycles, and its standard error (None with under four points)."""
+
+    per_100: float
+    error: float | None
+
+
+def slope(points: list[dict[str, Any]], key: str = "rss_mb") -> Slope | None:
+    """None with fewer than three points."""
     if len(points) < 3:
         return None
     cycles = np.array([p["cycle"] for p in points], float)
     values = np.array([p[key] for p in points], float)
-    return round(float(np.polyfit(cycles, values, 1)[0]) * 100, 3)
+    if len(points) < 4:
+        return Slope(round(float(np.polyfit(cycles, values, 1)[0]) * 100, 3), None)
+    fit, covariance = np.polyfit(cycles, values, 1, cov=True)
+    return Slope(round(float(fit[0]) * 100, 3), round(float(np.sqrt(covariance[0, 0])) * 100, 3))
 
 
 def memory_trend(during: list[dict[str, Any]]) -> dict[str, Any]:
-    """Slopes over the whole run and its halves, and what they say."""
+    """Slopes over the whole run and its halves, and what they say.
+
+    Growth still going on in the second half, steeper than LEAK_SLOPE_MB_PER_100 and more than
+    twice its standard error (the series saw-tooths as the allocator gives memory back), is
+    leak-like; anything else is a plateau.
+    """
     half = len(during) // 2
-    first, second = slope(during[: half + 1]), slope(during[half:])
+    whole, first, second = slope(during), slope(during[: half + 1]), slope(during[half:])
     if second is None:
         verdict = "too few samples"
-    elif second >= LEAK_SLOPE_MB_PER_100:
+    elif second.per_100 >= LEAK_SLOPE_MB_PER_100 and (second.error is None or second.per_100 > 2 * second.error):
         verdict = "steady growth (a leak-like slope in the second half)"
     else:
-        verdict = "plateau (flat second half)"
+        verdict = "plateau (no significant growth in the second half)"
     return {
-        "rss_slope_mb_per_100_cycles": {"all": slope(during), "first_half": first, "second_half": second},
+        "rss_slope_mb_per_100_cycles": {
+            "all": whole.per_100 if whole else None,
+            "first_half": first.per_100 if first else None,
+            "second_half": second.per_100 if second else None,
+            "second_half_standard_error": second.error if second else None,
+        },
         "verdict": verdict,
     }
 
