@@ -15,6 +15,7 @@ import collections
 import logging
 import socket
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 
 STALL_TIMEOUT_S = 1.0  # a frame unanswered this long means the server hangs
+CHANNEL_RECONNECT_MAX_S = 1.0
 
 
 class InferenceUnavailable(RuntimeError):
@@ -127,7 +129,9 @@ class InferenceClient:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.initial_reconnect_backoff_ms", int(backoff_initial_s * 1000)),
-                ("grpc.max_reconnect_backoff_ms", int(backoff_max_s * 1000)),
+                # Reconnecting to a server that is down costs a SYN a second; a restarted one is
+                # found within that second instead of after gRPC's backoff has grown to minutes.
+                ("grpc.max_reconnect_backoff_ms", int(min(backoff_max_s, CHANNEL_RECONNECT_MAX_S) * 1000)),
                 ("grpc.enable_retries", 1),
                 # Notice a dead peer that keeps the TCP connection (no RST) while streams are open.
                 ("grpc.keepalive_time_ms", 20_000),
@@ -136,6 +140,7 @@ class InferenceClient:
         )
         self.stub = pb_grpc.LipSyncStub(self._channel)
         self._backoff = (backoff_initial_s, backoff_max_s)
+        self._streams: weakref.WeakSet[FrameStream] = weakref.WeakSet()
 
     async def infer(self, frames: Sequence[pb.FrameRequest], timeout_s: float) -> list[pb.FrameResult]:
         response = await self.stub.Infer(pb.InferRequest(frames=frames), timeout=timeout_s)
@@ -161,7 +166,14 @@ class InferenceClient:
 
     def open_stream(self, max_inflight: int = 8) -> FrameStream:
         initial, maximum = self._backoff
-        return FrameStream(self.stub, max_inflight, Backoff(initial, maximum))
+        stream = FrameStream(self.stub, max_inflight, Backoff(initial, maximum))
+        self._streams.add(stream)
+        return stream
+
+    def servers_back(self) -> None:
+        """A server answers again (the health check saw it): every stream may reconnect now, not after its backoff."""
+        for stream in list(self._streams):
+            stream.retry_now()
 
     async def close(self) -> None:
         await self._channel.close()
@@ -202,6 +214,9 @@ class FrameStream:
     @property
     def connected(self) -> bool:
         return self._call is not None
+
+    def retry_now(self) -> None:
+        self._backoff.succeeded()
 
     def _open(self) -> grpc.aio.StreamStreamCall:
         call = self._stub.StreamInfer(wait_for_ready=False)

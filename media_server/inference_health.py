@@ -35,6 +35,8 @@ class InferenceMonitor:
                 "reachable again" if reachable else "unreachable",
                 self._client.target,
             )
+            if reachable:
+                self._client.servers_back()
         self.reachable = reachable
         self.reason = "" if reachable else f"no inference server answers at {self._client.target}"
         self.checked = True

@@ -14,15 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from inference_service.config import BatchingConfig
 
 log = logging.getLogger(__name__)
+
+RUN_HISTORY = 15
+MIN_RUNS_FOR_ESTIMATE = 3
+ESTIMATE_TRUSTED_S = 1.0
 
 Payload = TypeVar("Payload")
 Result = TypeVar("Result")
@@ -84,14 +90,18 @@ class Batcher(Generic[Payload, Result]):
         self._on_batch = on_batch
         self._callers = callers
         self._inflight: set[asyncio.Task[None]] = set()
-        # Recent model-run time: a frame whose budget is shorter would be late anyway, and
-        # computing it would make the frames behind it late too.
-        self._run_estimate_s = 0.0
+        # Recent model-run times: a frame whose budget is shorter than their median would be late
+        # anyway, and computing it would make the frames behind it late too. A median, so one run
+        # stretched by a pause (the process stopped, a page-in) does not count; and the estimate is
+        # only trusted while runs keep confirming it, so frames are never locked out for good.
+        self._recent_runs_s: deque[float] = deque(maxlen=RUN_HISTORY)
+        self._last_run_at = 0.0
         self._collector = asyncio.create_task(self._collect(), name=f"batcher:{name}")
 
     def submit(self, payload: Payload, received: float, budget_s: float | None) -> asyncio.Future[Completed[Result]]:
         """Queue one frame; the future resolves to its Completed result."""
         future: asyncio.Future[Completed[Result]] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
         expires = received + budget_s if budget_s else None
         frame = PendingFrame(payload, received, expires, future)
         if self._free_workers and self._queue.empty() and self._callers() <= 1:
@@ -128,6 +138,13 @@ class Batcher(Generic[Payload, Result]):
                     break
             self._start(batch)
 
+    def _run_estimate(self, now: float) -> float:
+        """How long the next run should take; 0 (skip nothing) until runs have shown it, or when none
+        has run for a while (the estimate may be stale: only a run can correct it)."""
+        if len(self._recent_runs_s) < MIN_RUNS_FOR_ESTIMATE or now - self._last_run_at > ESTIMATE_TRUSTED_S:
+            return 0.0
+        return statistics.median(self._recent_runs_s)
+
     def _start(self, batch: list[PendingFrame[Payload, Result]]) -> None:
         task = asyncio.create_task(self._run(batch))
         self._inflight.add(task)
@@ -137,7 +154,7 @@ class Batcher(Generic[Payload, Result]):
         try:
             started = time.perf_counter()
             live = []
-            finish_by = started + self._run_estimate_s
+            finish_by = started + self._run_estimate(started)
             for frame in batch:
                 if frame.future.done():  # the caller gave up (cancelled call)
                     continue
@@ -159,7 +176,8 @@ class Batcher(Generic[Payload, Result]):
                 return
             finished = time.perf_counter()
             compute_us = int((finished - started) * 1e6)
-            self._run_estimate_s = 0.8 * self._run_estimate_s + 0.2 * (finished - started)
+            self._recent_runs_s.append(finished - started)
+            self._last_run_at = finished
             if self._on_batch is not None:
                 self._on_batch(len(live), finished - started)
             for frame, result in zip(live, results):
@@ -178,3 +196,9 @@ class Batcher(Generic[Payload, Result]):
             if not frame.future.done():
                 closed = BatcherClosed(f"model '{self.name}' was unloaded or the server is stopping")
                 frame.future.set_exception(closed)
+
+
+def _retrieve(future: asyncio.Future[Completed[Any]]) -> None:
+    """A frame whose caller is gone (a cancelled call) fails unread: mark its error seen, not 'never retrieved'."""
+    if not future.cancelled():
+        future.exception()
