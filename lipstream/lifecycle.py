@@ -9,6 +9,8 @@ import signal
 import socket
 import sys
 
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if sys.platform == "linux" else None
+
 
 def stop_on_signals() -> asyncio.Event:
     """An event set by SIGINT or SIGTERM, so services drain instead of dying mid-frame."""
@@ -31,8 +33,18 @@ def die_with_parent() -> None:
 
     Linux's PR_SET_PDEATHSIG; elsewhere the child is only stopped by a parent that exits cleanly.
     """
-    if sys.platform != "linux":
+    if _LIBC is None:
         return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    _LIBC.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def trim_heap() -> None:
+    """Hand the allocator's free pages back to the system (glibc's malloc_trim; a no-op elsewhere).
+
+    A session frees tens of MB of frames, encoder and codec buffers spread over the heap;
+    glibc keeps such fragmented free memory mapped, so a long-running edge's RSS would
+    ratchet up with every burst of sessions without ever being reused.
+    """
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)

@@ -20,6 +20,7 @@ from media_server.avatars.store import FrameStore, LoadedAvatar
 from media_server.config import EdgeConfig
 from media_server.inference_health import InferenceMonitor
 from media_server.load import LoadMeter
+from media_server.memory import Reclaimer
 from media_server.metrics import EdgeMetrics
 from media_server.session.session import Session, SessionModel, SessionServices
 from media_server.speech.features import FeatureExtractor
@@ -62,6 +63,7 @@ class Edge:
         self.metrics = EdgeMetrics()
         self.load = LoadMeter(config.sessions.overload_window_s)
         self.inference_health = InferenceMonitor(self.inference, targets.health_interval_s)
+        self.reclaimer = Reclaimer()
         # Speech decoding and features for every session: bounded, and apart from the
         # default executor that aiortc uses to encode every session's audio.
         self._speech_executor = ThreadPoolExecutor(SPEECH_WORKERS, thread_name_prefix="speech")
@@ -193,6 +195,7 @@ class Edge:
         if peer is not None:  # first, so the tracks stop pulling frames from the session
             await peer.close()
         await session.close()
+        self.reclaimer.soon()
 
     async def close_session(self, session_id: str) -> bool:
         """End a session; False if there was none. Whoever asks waits until it is over, but cannot cut it short."""
@@ -207,5 +210,6 @@ class Edge:
         for session_id in list(self.sessions):
             self._start_closing(session_id)
         await asyncio.gather(*self._closing, return_exceptions=True)
+        await self.reclaimer.flush()
         await self.inference.close()
         self._speech_executor.shutdown(wait=False, cancel_futures=True)
