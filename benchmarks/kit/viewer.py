@@ -34,7 +34,14 @@ Keep = Callable[[np.ndarray], np.ndarray]
 
 
 class ViewerError(RuntimeError):
-    """The edge refused the viewer, or its stream stopped short; the message says which."""
+    """The edge refused the viewer, or its stream stopped short; the message says which.
+
+    `status` is the HTTP status of a refused offer (503 at the session limit, ...), else None.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ReceivedVideo(NamedTuple):
@@ -227,7 +234,7 @@ async def _answer(http: aiohttp.ClientSession, viewer: Viewer, avatar: str, whep
         request = http.post(viewer.base + path, json={"sdp": offer, "type": "offer", "avatar": avatar})
     async with request as response:
         if response.status != (201 if whep else 200):
-            raise ViewerError(f"POST {path} answered {response.status}: {await response.text()}")
+            raise ViewerError(f"POST {path} answered {response.status}: {await response.text()}", response.status)
         if not whep:
             body = await response.json()
             viewer.session_id, viewer.token = body["session_id"], body["token"]

@@ -1,4 +1,4 @@
-"""`lipstream bench soak` and `lipstream bench faults`, each in its quickest run: the JSON holds real measurements."""
+"""`lipstream bench soak`, `faults` and `overload`, each in its quickest run: the JSON holds real measurements."""
 
 from __future__ import annotations
 
@@ -57,3 +57,26 @@ def test_faults_measure_gaps_losses_health_and_the_lips_return(tmp_path: Path) -
     assert kill["restart_to_serving_s"] > 0
     for viewer in kill["viewers"]:  # the restart counted, when the lips moved again at all
         assert viewer["lips_again_s"] is None or viewer["lips_again_after_restart_issued_s"] > viewer["lips_again_s"]
+
+
+def test_overload_admits_up_to_the_limit_refuses_the_rest_and_recovers(tmp_path: Path) -> None:
+    out = tmp_path / "overload.json"
+    assert main(["bench", "overload", "--quick", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+
+    assert result["bench"] == "overload"
+    viewers, limit = result["options"]["viewers"], result["options"]["max_sessions"]
+    assert viewers > limit and 1 <= result["admitted"] <= limit
+    # Those left out were told why, with the edge's own words, and nobody got in twice.
+    assert result["refusals"] and result["refused_viewers"] >= viewers - limit
+    assert sum(result["refusals"].values()) == sum(
+        1 for a in result["attempts"] if a["viewer"] >= 0 and a["status"] != 200
+    )
+    assert len({v["viewer"] for v in result["viewers"]}) == result["admitted"]
+    for viewer in result["viewers"]:
+        assert viewer["watched_s"] > 0 and 0 < viewer["fps"] <= 30
+        assert viewer["worst_second_fps"] <= viewer["fps"] + 1 and viewer["speaking_frames"] > 0
+        assert len(result["per_second_fps"][str(viewer["viewer"])]) == int(result["options"]["load_s"])
+    assert result["recovered_after_s"] is not None and result["recovered_after_s"] >= 0
+    assert result["attempts"][-1] == {**result["attempts"][-1], "viewer": -1, "status": 200}
+    assert result["machine"]["load_average_1m"]["start"] >= 0
