@@ -1,4 +1,4 @@
-"""The OpenAPI document at /openapi.json: valid, route for route the app's, and true of the running edge.
+"""The OpenAPI document at /openapi.json is true of the running edge (its validity: test_openapi_document.py).
 
 The fuzzing drives a real edge (over a real inference server) with schemathesis' cases, valid and
 invalid, for every operation: as a stranger, as the owner of a live session, with the right session
@@ -9,12 +9,8 @@ answer the document does not describe, naming the request and the edge's traceba
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
-import math
-import struct
 import time
-import wave
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,11 +20,10 @@ import aiohttp
 import pytest
 import requests
 import schemathesis
-from aiohttp import web
 from edge_helpers import RunningEdge, running_edge
+from fuzz_inputs import CREDENTIALS, SDP_LIKE, SPEECH_LIMITS, TRICKLE_LIKE
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
-from openapi_spec_validator import validate
 from schemathesis import Case, GenerationMode
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
@@ -41,9 +36,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from benchmarks.kit.viewer import Viewer, connect_viewer
-from signaling.app import create_app
-from signaling.errors import ERROR_STATUS
-from signaling.openapi import document
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 API_KEY = "fuzz-api-key"
@@ -66,165 +58,6 @@ DOCUMENT_CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-
-
-# --- bodies schemathesis cannot make alone ---------------------------------------------------------
-def _wav(seconds: float, rate: int = 16_000) -> bytes:
-    """A short tone: speech the edge accepts (202), so the fuzzing reaches the queue too."""
-    samples = [int(8000 * math.sin(2 * math.pi * 220 * i / rate)) for i in range(int(seconds * rate))]
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(struct.pack(f"<{len(samples)}h", *samples))
-    return buffer.getvalue()
-
-
-# The fuzzed edge's speech limits, small enough for the fuzzing to reach them (413, 429).
-SPEECH_LIMITS = {"max_speech_mb": 0.008, "max_speech_seconds": 0.25, "max_queued_utterances": 2}
-WAV = _wav(0.1, 8000)
-TOO_LONG_WAV = _wav(0.3, 8000)  # within the size limit, over the length limit
-# SDP and trickle fragments are text; audio/* is a tone, a damaged one, noise, or too much noise.
-schemathesis.serializer.alias(["application/sdp", "application/trickle-ice-sdpfrag"], "text/plain")
-schemathesis.openapi.media_type(
-    "audio/wav",
-    st.one_of(
-        st.sampled_from([WAV, TOO_LONG_WAV]),
-        st.integers(1, len(WAV) - 1).map(lambda n: WAV[:n]),
-        st.binary(max_size=2048),
-        st.binary(min_size=8400, max_size=9000),
-    ),
-)
-
-# No `a=ice-pwd` line: aiortc refuses every such offer, so the fuzzing never opens a session of its own
-# (each would hold the edge's capacity until its connect timeout).
-SDP_LINES = st.one_of(
-    st.sampled_from(
-        [
-            "o=- 1 1 IN IP4 127.0.0.1",
-            "s=-",
-            "t=0 0",
-            "a=group:BUNDLE 0 1",
-            "m=video 9 UDP/TLS/RTP/SAVPF 96",
-            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
-            "m=application 9 UDP/DTLS/SCTP webrtc-datachannel",
-            "m=video 0 RTP/AVP 0",
-            "c=IN IP4 0.0.0.0",
-            "a=mid:0",
-            "a=mid:1",
-            "a=rtpmap:96 H264/90000",
-            "a=rtpmap:96 VP8/90000",
-            "a=rtpmap:111 opus/48000/2",
-            "a=fmtp:96 packetization-mode=1;profile-level-id=42e01f",
-            "a=rtcp-fb:96 nack pli",
-            "a=recvonly",
-            "a=sendrecv",
-            "a=rtcp-mux",
-            "a=ice-ufrag:fuzz",
-            "a=setup:actpass",
-            "a=fingerprint:sha-256 " + ":".join(["AB"] * 32),
-            "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host",
-            "a=ssrc:1 cname:x",
-        ]
-    ),
-    st.text(max_size=40),
-)
-SDP_LIKE = st.lists(SDP_LINES, max_size=24).map(lambda lines: "\r\n".join(["v=0", *lines]) + "\r\n")
-CANDIDATE_LINES = st.one_of(
-    st.sampled_from(
-        [
-            "a=mid:0",
-            "a=mid:1",
-            "a=mid:2",
-            "a=mid:nine",
-            "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host",
-            "a=candidate:2 1 tcp 1 127.0.0.1 9 typ host tcptype passive",
-            "a=candidate:3 1 udp 1 fuzz.invalid 9 typ host",
-            "a=candidate:4 1 udp 1 ::1 9 typ srflx raddr 0.0.0.0 rport 0",
-            "a=candidate:",
-            "a=candidate:x",
-            "a=end-of-candidates",
-            "a=ice-ufrag:fuzz",
-        ]
-    ),
-    st.text(max_size=60).map(lambda text: "a=candidate:" + text),
-    st.text(max_size=20),
-)
-TRICKLE_LIKE = st.lists(CANDIDATE_LINES, max_size=40).map("\r\n".join)
-# What a client may put in a header: printable ASCII and, as HTTP allows (obs-text), bytes 0x80-0xFF,
-# which `requests` sends as Latin-1.
-HEADER_TEXT = st.text(st.characters(codec="latin-1", exclude_categories=["Cc"]), max_size=40)
-CREDENTIALS = st.one_of(
-    HEADER_TEXT.map(lambda text: f"Bearer {text}"),
-    HEADER_TEXT.map(lambda text: f"Basic {text}"),
-    HEADER_TEXT.map(str.lstrip),  # a header value cannot start with white space
-)
-
-
-# --- the document against the app -----------------------------------------------------------------
-def app_operations(app: web.Application) -> set[tuple[str, str]]:
-    """(METHOD, OpenAPI path) of every route; aiohttp's HEAD twin of each GET is the GET's."""
-    routes: set[tuple[str, str]] = set()
-    for route in app.router.routes():
-        resource = route.resource
-        assert resource is not None
-        if isinstance(resource, web.StaticResource):
-            path = resource.get_info()["prefix"] + "/{path}"  # serves the rest of the path as a file name
-        else:
-            path = resource.canonical
-        routes.add((route.method, path))
-    heads = {route for route in routes if route[0] == "HEAD"}
-    assert all(("GET", path) in routes for _, path in heads), "a HEAD route without its GET"
-    return routes - heads
-
-
-def document_operations(doc: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(method.upper(), path) for path, item in doc["paths"].items() for method in item if method in HTTP_METHODS}
-
-
-async def test_served_document_is_valid_openapi_and_names_every_route() -> None:
-    """Routes and document drift apart silently otherwise: each must name exactly the other's operations."""
-    async with running_edge(False) as edge, aiohttp.ClientSession() as http:
-        async with http.get(f"{edge.url}/openapi.json") as response:
-            assert response.status == 200
-            assert response.content_type == "application/json"
-            served = await response.json()
-        app = create_app(edge.edge)  # the same routes as the app serving
-    assert served == document()
-    validate(served)  # OpenAPI 3.1, every $ref resolving, path parameters declared
-    schema = schemathesis.openapi.from_dict(served)
-    assert all(isinstance(result, Ok) for result in schema.get_all_operations())
-    in_app, in_document = app_operations(app), document_operations(served)
-    assert in_app - in_document == set(), "routes the document does not describe"
-    assert in_document - in_app == set(), "operations the app does not have"
-
-
-def test_every_status_the_code_maps_errors_to_is_documented_with_the_error_schema() -> None:
-    """Clients branch on these: each media-core error's status is documented, its JSON is {"error": ...},
-    and the answers that carry Retry-After say so."""
-    doc = document()
-    responses = doc["components"]["responses"]
-    for name in ("TooManySessions", "ServerFull"):
-        assert "Retry-After" in responses[name]["headers"], name
-    documented = {
-        int(status)
-        for item in doc["paths"].values()
-        for method, operation in item.items()
-        if method in HTTP_METHODS
-        for status in operation["responses"]
-    }
-    assert set(ERROR_STATUS.values()) | {401, 403, 415} <= documented
-    for path, item in doc["paths"].items():
-        for method, operation in item.items():
-            if method not in HTTP_METHODS:
-                continue
-            for status, answer in operation["responses"].items():
-                if "$ref" in answer:
-                    answer = responses[answer["$ref"].rsplit("/", 1)[1]]
-                json_body = answer.get("content", {}).get("application/json", {}).get("schema")
-                if status.startswith("4") and json_body is not None:
-                    assert json_body == {"$ref": "#/components/schemas/Error"}, f"{method} {path} {status}"
 
 
 # --- fuzzing ---------------------------------------------------------------------------------------
