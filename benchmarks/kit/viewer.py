@@ -36,12 +36,14 @@ Keep = Callable[[np.ndarray], np.ndarray]
 class ViewerError(RuntimeError):
     """The edge refused the viewer, or its stream stopped short; the message says which.
 
-    `status` is the HTTP status of a refused offer (503 at the session limit, ...), else None.
+    `status` is the HTTP status of a refused offer (503 at the session limit, ...), else None;
+    `retry_after_s` the wait the edge asked for with it, if any.
     """
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class ReceivedVideo(NamedTuple):
@@ -234,7 +236,12 @@ async def _answer(http: aiohttp.ClientSession, viewer: Viewer, avatar: str, whep
         request = http.post(viewer.base + path, json={"sdp": offer, "type": "offer", "avatar": avatar})
     async with request as response:
         if response.status != (201 if whep else 200):
-            raise ViewerError(f"POST {path} answered {response.status}: {await response.text()}", response.status)
+            retry_after = response.headers.get("Retry-After", "")
+            raise ViewerError(
+                f"POST {path} answered {response.status}: {await response.text()}",
+                response.status,
+                float(retry_after) if retry_after.isdigit() else None,
+            )
         if not whep:
             body = await response.json()
             viewer.session_id, viewer.token = body["session_id"], body["token"]

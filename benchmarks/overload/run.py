@@ -1,9 +1,9 @@
 """The run: twice the viewers the edge carries arrive and speak; who gets in, at what frame rate, when it recovers.
 
-Viewers arrive `arrive_every_s` apart. One that is refused (503) tries again every
-`RETRY_S` (sooner than the edge's Retry-After: the bench counts refusals) while the load
-lasts; one that is admitted speaks at once, until the load ends. Then every viewer hangs up
-(DELETE) and a new viewer tries every `RETRY_S` until the edge admits it: the recovery.
+Viewers arrive `arrive_every_s` apart. One that is refused (503) tries again after the
+`Retry-After` the edge gave, as a well-behaved client does, while the load lasts; one that
+is admitted speaks at once, until the load ends. Then every viewer hangs up (DELETE) and a
+new viewer tries every `RETRY_S` until the edge admits it: the recovery.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from benchmarks.soak.run import environment
 
 log = logging.getLogger(__name__)
 
-RETRY_S = 0.5  # between a refused viewer's tries, and the recovery's
+RETRY_S = 0.5  # between the recovery's tries, and a refused viewer's when the edge names no Retry-After
 FIRST_FRAME_TIMEOUT_S = 15.0
 
 
@@ -96,7 +96,7 @@ async def _join(http: aiohttp.ClientSession, base: str, index: int, measured: Me
             if exc.status not in (429, 503):
                 raise
             measured.attempts.append(Attempt(index, at, exc.status, _reason(exc)))
-            await asyncio.sleep(min(RETRY_S, max(0.0, stop_at - loop.time())))
+            await asyncio.sleep(min(exc.retry_after_s or RETRY_S, max(0.0, stop_at - loop.time())))
             continue
         measured.attempts.append(Attempt(index, at, 200, "admitted"))
         admitted = Admitted(index, client, at)
