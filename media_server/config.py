@@ -63,6 +63,20 @@ class SessionConfig(StrictModel):
     live_buffer_seconds: float = Field(10.0, gt=0, description="a live feed may run this far ahead of playback")
 
 
+class LevellingConfig(StrictModel):
+    """The features' level normaliser (media_server.speech.leveller): quiet, loud and phone speech alike."""
+
+    enabled: bool = True
+    target_energy: float = Field(0.0, ge=-3.0, le=3.0, description="gated mean mel energy, contract units")
+    gate_dbfs: float = Field(-45.0, ge=-90.0, le=-10.0, description="quieter columns are not speech")
+    relative_gate_db: float = Field(20.0, gt=0, le=60.0, description="... or this far below the speech so far")
+    knee_db: float = Field(6.0, gt=0, le=30.0, description="the boost fades in over this much above the gate")
+    expansion: float = Field(3.0, ge=1.0, le=10.0, description="below the gate each dB becomes this many")
+    max_boost_db: float = Field(50.0, ge=0, le=80.0)
+    max_cut_db: float = Field(20.0, ge=0, le=80.0)
+    memory_s: float = Field(4.0, gt=0, le=60.0, description="the reference forgets older speech")
+
+
 class EdgeConfig(StrictModel):
     http: HttpConfig = Field(default_factory=HttpConfig)
     sessions: SessionConfig = Field(default_factory=SessionConfig)
@@ -70,6 +84,7 @@ class EdgeConfig(StrictModel):
     inference: InferenceTargetsConfig = Field(default_factory=InferenceTargetsConfig)
     avatars: AvatarsConfig = Field(default_factory=AvatarsConfig)
     audio_encoder: Path | None = Field(None, description="ONNX audio encoder [B,1,80,16]->[B,512]; default built-in")
+    levelling: LevellingConfig = Field(default_factory=LevellingConfig)
 
 
 ENV_PREFIX = "LIPSTREAM_EDGE_"

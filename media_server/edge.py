@@ -67,7 +67,7 @@ class Edge:
         self._speech_executor = ThreadPoolExecutor(SPEECH_WORKERS, thread_name_prefix="speech")
         self._services = SessionServices(
             inference=self.inference,
-            extractor=FeatureExtractor(config.audio_encoder),
+            extractor=FeatureExtractor(config.audio_encoder, config.levelling if config.levelling.enabled else None),
             speech_executor=self._speech_executor,
             sessions=config.sessions,
             video=config.video,
