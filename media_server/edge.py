@@ -23,6 +23,7 @@ from media_server.load import LoadMeter
 from media_server.metrics import EdgeMetrics
 from media_server.session.session import Session, SessionModel, SessionServices
 from media_server.speech.features import FeatureExtractor
+from media_server.tts.service import TextToSpeech
 from media_server.webrtc.peer import SessionPeer, require_sdp
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Edge:
             metrics=self.metrics,
             load=self.load,
         )
+        self.tts = TextToSpeech(config.tts)
         self.sessions: dict[str, Session] = {}
         self._peers: dict[str, SessionPeer] = {}
         self._starting = 0  # sessions being negotiated: they count against the limit too
@@ -153,7 +155,6 @@ class Edge:
         peer = SessionPeer(
             session,
             self.config.http.ice_servers,
-            self.config.sessions.stats_interval_s,
             on_ended=lambda: self.close_session(session_id),
         )
         try:
@@ -208,4 +209,5 @@ class Edge:
             self._start_closing(session_id)
         await asyncio.gather(*self._closing, return_exceptions=True)
         await self.inference.close()
+        await self.tts.close()
         self._speech_executor.shutdown(wait=False, cancel_futures=True)
