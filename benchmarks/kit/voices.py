@@ -31,12 +31,15 @@ class Voice(NamedTuple):
 VOICES = (Voice("male", "en-us"), Voice("female", "en-us+f3"))
 
 
+def espeak_wav(voice: str, text: str = SENTENCE) -> bytes:
+    """`text` spoken by espeak-ng's `voice`, as the WAV it writes (22.05 kHz, 16-bit; espeak-ng must be installed)."""
+    command = [ESPEAK, "--stdout", "-v", voice]
+    return subprocess.run(command, input=text.encode(), capture_output=True, check=True, timeout=60).stdout
+
+
 def espeak(voice: str, text: str = SENTENCE) -> np.ndarray:
-    """`text` spoken by espeak-ng's `voice`, 16 kHz mono float32 (espeak-ng must be installed)."""
-    wav = subprocess.run(
-        [ESPEAK, "--stdout", "-v", voice], input=text.encode(), capture_output=True, check=True, timeout=60
-    ).stdout
-    return decode_audio(wav, SPEECH_RATE)
+    """`text` spoken by espeak-ng's `voice`, 16 kHz mono float32."""
+    return decode_audio(espeak_wav(voice, text), SPEECH_RATE)
 
 
 def rms_dbfs(samples: np.ndarray) -> float:

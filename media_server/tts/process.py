@@ -36,7 +36,7 @@ async def output(
 ) -> Synthesis:
     """The program's stdout as a synthesis; its exit status is checked at the end of the audio."""
     assert process.stdout is not None and process.stderr is not None
-    stderr = process.stderr
+    stdout, stderr = process.stdout, process.stderr
 
     async def finished() -> None:
         complaint = (await stderr.read(STDERR_KEPT)).decode("utf-8", "replace").strip()
@@ -47,6 +47,9 @@ async def output(
     async def close() -> None:
         if process.returncode is None:
             process.kill()
+        # Until its pipes are read to the end, asyncio does not report the exit (wait() would hang);
+        # what is left is bounded, the program being dead.
+        await asyncio.gather(stdout.read(), stderr.read())
         await process.wait()
 
     try:
@@ -60,4 +63,4 @@ async def output(
     except BaseException:
         await close()
         raise
-    return Synthesis(pcm, process.stdout, finished, close)
+    return Synthesis(pcm, stdout, finished, close)
