@@ -26,6 +26,11 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
         ("edge", "video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
         ("edge", "http:\n  prot: 1\n", "http.prot"),
         ("edge", "- not a mapping\n", "top level must be a mapping"),
+        ("edge", "tts:\n  max_chars: 0\n", "tts.max_chars"),
+        ("edge", "tts:\n  engine: festival\n", "tts.engine"),
+        ("edge", "tts:\n  engine: openai\n", "tts.openai.base_url"),
+        ("edge", "tts:\n  openai:\n    voice: nobody\n", "tts.openai.voices"),
+        ("edge", "levelling:\n  gate_dbfs: 5\n", "levelling.gate_dbfs"),
     ],
 )
 def test_bad_config_exits_2_naming_the_field(tmp_path: Path, service: str, content: str, field: str) -> None:
