@@ -43,19 +43,28 @@ class TextToSpeech:
         self._running = 0
 
     def engine(self, name: str | None) -> TtsEngine:
-        """The engine a request names (the configured default when it names none), if it can speak."""
-        chosen = name or self.config.engine
-        engine = self._engines.get(chosen)
+        """The engine a request names (the configured default when it names none), if it can speak.
+
+        The default engine unavailable, the edge cannot speak at all (TtsUnavailable, 503); an engine
+        the request chose is one this edge does not offer (TtsRequestError, 400).
+        """
+        engine = self._engines.get(name or self.config.engine)
         if engine is None:
-            raise TtsRequestError(f"unknown engine '{chosen}' (known: {', '.join(self._engines)})")
+            raise TtsRequestError(f"unknown engine '{name}' (known: {', '.join(self._engines)})")
         reason = engine.unavailable()
-        if reason is not None:
+        if reason is not None and name is None:
             raise TtsUnavailable(f"text to speech is unavailable: {reason}")
+        if reason is not None:
+            raise TtsRequestError(f"the {engine.name} engine is not available on this edge: {reason}")
         return engine
 
     def check_text(self, text: object) -> str:
         if not isinstance(text, str) or not text.strip():
             raise TtsRequestError("text must be a non-empty string")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # JSON may carry lone surrogates, which are no text
+            raise TtsRequestError("text is not valid Unicode (a lone surrogate)") from exc
         if len(text) > self.config.max_chars:
             raise TextTooLong(f"text is {len(text)} characters; at most {self.config.max_chars} are spoken at once")
         return text

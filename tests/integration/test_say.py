@@ -74,7 +74,8 @@ async def test_bad_say_requests_are_refused_in_words() -> None:
                 ({"text": "hello", "voice": "xx-nowhere"}, 400, "no voice 'xx-nowhere'"),
                 ({"text": "hello", "voice": "en-us+nobody"}, 400, "no variant 'nobody'"),
                 ({"text": "hello", "engine": "festival"}, 400, "unknown engine 'festival'"),
-                ({"text": "hello", "engine": "openai"}, 503, "tts.openai.base_url"),
+                ({"text": "hello", "engine": "openai"}, 400, "tts.openai.base_url"),
+                ({"text": "hello \ud800"}, 400, "not valid Unicode"),
                 ({"text": "hello", "voice": 3}, 400, "must be strings"),
             ]
             for body, status, words in cases:
