@@ -6,13 +6,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import aiohttp
 import numpy as np
 from aiohttp import web
 from inference_helpers import make_config
 
 from benchmarks.kit.mouth import MouthMeter
-from benchmarks.kit.viewer import ReceivedVideo, Viewer
+from benchmarks.kit.viewer import ReceivedVideo, Viewer, connect_viewer
 from inference_service.serving.server import InferenceServer
 from media_server.avatars.bundled import ensure_bundled_avatar
 from media_server.avatars.store import LoadedAvatar
@@ -76,6 +78,28 @@ def motion_around_speech_start(avatar: LoadedAvatar, viewer: Viewer, frames: int
     motion = mouth_motion(avatar, viewer.video_frames)
     start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
     return motion[: max(0, start - 2)], motion[start : start + frames]
+
+
+class Watched(NamedTuple):
+    """An edge, an HTTP client, a viewer whose idle video is flowing, and the avatar it shows."""
+
+    edge: RunningEdge
+    http: aiohttp.ClientSession
+    viewer: Viewer
+    avatar: LoadedAvatar
+
+
+@asynccontextmanager
+async def watched_edge(**sections: dict) -> AsyncIterator[Watched]:
+    """A running edge watched by one viewer (hung up at the end; what it received stays to be analysed)."""
+    async with running_edge(**sections) as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url)
+        try:
+            avatar = await edge.edge.load_avatar("default")
+            await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
+            yield Watched(edge, http, viewer, avatar)
+        finally:
+            await viewer.close()
 
 
 async def wait_for(predicate, timeout: float, what: str) -> None:

@@ -13,12 +13,10 @@ import json
 import os
 from pathlib import Path
 
-import aiohttp
 import numpy as np
 import pytest
-from edge_helpers import mouth_motion, running_edge, wait_for
+from edge_helpers import mouth_motion, wait_for, watched_edge
 
-from benchmarks.kit.viewer import connect_viewer
 from benchmarks.kit.voices import espeak
 from media_server.speech.audio import PcmFormat, PcmResampler
 
@@ -46,31 +44,26 @@ async def test_tts_frames_make_the_avatar_speak_and_an_interruption_silences_it(
         )
     pcm_file = tmp_path / "tts.pcm"
     pcm_file.write_bytes(tts_pcm())
-    async with running_edge() as edge, aiohttp.ClientSession() as http:
-        viewer = await connect_viewer(http, edge.url)
-        avatar = await edge.edge.load_avatar("default")
+    async with watched_edge() as (edge, http, viewer, avatar):
         session = edge.edge.sessions[viewer.session_id]
-        try:
-            await wait_for(lambda: len(viewer.video_frames) >= 10 and viewer.first_frame is not None, 20, "video")
-            speaking_before = session.stats.speaking_frames
-            process = await asyncio.create_subprocess_exec(
-                str(PIPECAT_PYTHON),
-                str(SCRIPT),
-                edge.url,
-                viewer.session_id,
-                viewer.token,
-                str(pcm_file),
-                str(TTS_RATE),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )
-            out, err = await asyncio.wait_for(process.communicate(), 90)
-            assert process.returncode == 0, err.decode()[-3000:]
-            result = json.loads(out.decode().strip().splitlines()[-1])
-            await asyncio.sleep(0.5)
-        finally:
-            await viewer.close()
+        await wait_for(lambda: len(viewer.video_frames) >= 10 and viewer.first_frame is not None, 20, "video")
+        speaking_before = session.stats.speaking_frames
+        process = await asyncio.create_subprocess_exec(
+            str(PIPECAT_PYTHON),
+            str(SCRIPT),
+            edge.url,
+            viewer.session_id,
+            viewer.token,
+            str(pcm_file),
+            str(TTS_RATE),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 90)
+        assert process.returncode == 0, err.decode()[-3000:]
+        result = json.loads(out.decode().strip().splitlines()[-1])
+        await asyncio.sleep(0.5)
 
     # Every frame was passed on, and lipstream raised no error in the pipeline.
     assert result["errors"] == []

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
-from edge_helpers import motion_around_speech_start, mouth_motion, running_edge, wait_for
+from edge_helpers import motion_around_speech_start, mouth_motion, running_edge, wait_for, watched_edge
 from tts_server import speech_server
 
 from benchmarks.kit.viewer import Viewer, connect_viewer
@@ -29,30 +29,20 @@ def events_of(viewer: Viewer, kind: str, utterance: int | None = None) -> list[d
 
 
 async def test_say_speaks_espeak_ng_as_it_is_synthesized_and_the_lips_move() -> None:
-    async with running_edge() as edge, aiohttp.ClientSession() as http:
-        viewer = await connect_viewer(http, edge.url)
-        avatar = await edge.edge.load_avatar("default")
-        try:
-            await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
-            async with http.get(f"{edge.url}/voices") as response:
-                listing = await response.json()
-            espeak = listing["engines"]["espeak-ng"]
-            assert listing["default_engine"] == "espeak-ng" and espeak["available"]
-            assert {"id": "en-us", "name": "English (America)", "language": "en-us", "gender": "male"} in espeak[
-                "voices"
-            ]
-            assert "f3" in espeak["variants"]
-            assert (
-                not listing["engines"]["openai"]["available"] and "base_url" in listing["engines"]["openai"]["reason"]
-            )
+    async with watched_edge() as (edge, http, viewer, avatar):
+        async with http.get(f"{edge.url}/voices") as response:
+            listing = await response.json()
+        espeak = listing["engines"]["espeak-ng"]
+        assert listing["default_engine"] == "espeak-ng" and espeak["available"]
+        assert {"id": "en-us", "name": "English (America)", "language": "en-us", "gender": "male"} in espeak["voices"]
+        assert "f3" in espeak["variants"]
+        assert not listing["engines"]["openai"]["available"] and "base_url" in listing["engines"]["openai"]["reason"]
 
-            status, accepted = await say(http, edge.url, viewer, text=SENTENCE, voice="en-us+f3")
-            assert status == 202, accepted
-            assert accepted["engine"] == "espeak-ng" and accepted["voice"] == "en-us+f3"
-            utterance = accepted["utterance"]
-            await wait_for(lambda: events_of(viewer, "speech_end", utterance), 20, "the sentence to end")
-        finally:
-            await viewer.close()
+        status, accepted = await say(http, edge.url, viewer, text=SENTENCE, voice="en-us+f3")
+        assert status == 202, accepted
+        assert accepted["engine"] == "espeak-ng" and accepted["voice"] == "en-us+f3"
+        utterance = accepted["utterance"]
+        await wait_for(lambda: events_of(viewer, "speech_end", utterance), 20, "the sentence to end")
         start = events_of(viewer, "speech_start", utterance)[0]
         end = events_of(viewer, "speech_end", utterance)[0]
         assert end["interrupted"] is False and end["played_ms"] > 3000  # the whole sentence, about 4 s
@@ -123,36 +113,30 @@ async def test_openai_compatible_engine_streams_and_survives_a_failing_or_hangin
                 "pcm_sample_rate": 22050,
             },
         }
-        async with running_edge(tts=tts) as edge, aiohttp.ClientSession() as http:
-            viewer = await connect_viewer(http, edge.url)
-            avatar = await edge.edge.load_avatar("default")
+        async with watched_edge(tts=tts) as (edge, http, viewer, avatar):
             session = edge.edge.sessions[viewer.session_id]
-            try:
-                await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
-                status, spoken = await say(http, edge.url, viewer, text=SENTENCE)
-                assert status == 202 and spoken["engine"] == "openai" and spoken["voice"] == "alloy"
-                await wait_for(lambda: events_of(viewer, "speech_end", spoken["utterance"]), 20, "the speech to end")
-                assert server.authorizations == ["Bearer sk-test-key"]
+            status, spoken = await say(http, edge.url, viewer, text=SENTENCE)
+            assert status == 202 and spoken["engine"] == "openai" and spoken["voice"] == "alloy"
+            await wait_for(lambda: events_of(viewer, "speech_end", spoken["utterance"]), 20, "the speech to end")
+            assert server.authorizations == ["Bearer sk-test-key"]
 
-                # A server that stops sending: the utterance ends where its audio stopped, an event says why.
-                status, hung = await say(http, edge.url, viewer, text=SENTENCE, voice="hang")
-                assert status == 202
-                await wait_for(lambda: events_of(viewer, "speech_end", hung["utterance"]), 10, "the hung speech to end")
-                frames_then = len(viewer.video_frames)
-                # A server that drops the connection mid-stream.
-                status, broken = await say(http, edge.url, viewer, text=SENTENCE, voice="broken")
-                assert status == 202
-                await wait_for(lambda: events_of(viewer, "speech_end", broken["utterance"]), 10, "the broken speech")
-                # A server that refuses: the request fails with its reason, nothing is queued.
-                status, refused = await say(http, edge.url, viewer, text=SENTENCE, voice="refuse")
-                assert status == 502 and "the model is overloaded" in refused["error"]
-                # WAV, and the session goes on speaking after all that.
-                edge.edge.tts.config.openai.response_format = "wav"
-                status, again = await say(http, edge.url, viewer, text="Still here.")
-                assert status == 202
-                await wait_for(lambda: events_of(viewer, "speech_end", again["utterance"]), 10, "the last speech")
-            finally:
-                await viewer.close()
+            # A server that stops sending: the utterance ends where its audio stopped, an event says why.
+            status, hung = await say(http, edge.url, viewer, text=SENTENCE, voice="hang")
+            assert status == 202
+            await wait_for(lambda: events_of(viewer, "speech_end", hung["utterance"]), 10, "the hung speech to end")
+            frames_then = len(viewer.video_frames)
+            # A server that drops the connection mid-stream.
+            status, broken = await say(http, edge.url, viewer, text=SENTENCE, voice="broken")
+            assert status == 202
+            await wait_for(lambda: events_of(viewer, "speech_end", broken["utterance"]), 10, "the broken speech")
+            # A server that refuses: the request fails with its reason, nothing is queued.
+            status, refused = await say(http, edge.url, viewer, text=SENTENCE, voice="refuse")
+            assert status == 502 and "the model is overloaded" in refused["error"]
+            # WAV, and the session goes on speaking after all that.
+            edge.edge.tts.config.openai.response_format = "wav"
+            status, again = await say(http, edge.url, viewer, text="Still here.")
+            assert status == 202
+            await wait_for(lambda: events_of(viewer, "speech_end", again["utterance"]), 10, "the last speech")
         assert len(viewer.video_frames) > frames_then + 25, "the session kept streaming"
         assert edge.edge.tts._running == 0, "every synthesis was closed"
         for failed in (hung, broken):
