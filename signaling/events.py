@@ -42,6 +42,8 @@ async def session_events(request: web.Request) -> web.WebSocketResponse:
     try:
         while (event := await queue.get()) is not None and not ws.closed:
             await ws.send_json(event)
+    except ConnectionError:  # the client went away mid-send
+        pass
     finally:
         unsubscribe()
         watcher.cancel()

@@ -38,7 +38,11 @@ class LiveStream:
         except aiohttp.WSServerHandshakeError as exc:
             raise api_error(exc.status, exc.message) from exc
         except aiohttp.ClientError as exc:
+            await self.close()
             raise Unreachable(f"cannot open the live stream of {self._path}: {exc}") from exc
+        except LipstreamError:  # the edge refused the header: the socket is closed with it
+            await self.close()
+            raise
         return self
 
     async def __aenter__(self) -> LiveStream:

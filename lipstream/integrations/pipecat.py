@@ -15,7 +15,14 @@ error frames, so the agent goes on talking even when its face cannot.
 from __future__ import annotations
 
 from pipecat.frames import frames as pipecat_frames
-from pipecat.frames.frames import CancelFrame, EndFrame, Frame, TTSAudioRawFrame, TTSStoppedFrame
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    Frame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+)
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from lipstream.client import LipstreamError, LiveStream, Session
@@ -36,11 +43,14 @@ class LipstreamAvatar(FrameProcessor):
         self._session = session
         self._stream: LiveStream | None = None
         self._format: tuple[int, int] | None = None  # sample rate and channels of the open stream
+        self._failed = False  # this response's audio could not be sent: skip the rest (one error, not one a frame)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         try:
-            if isinstance(frame, TTSAudioRawFrame):
+            if isinstance(frame, TTSStartedFrame):
+                self._failed = False
+            elif isinstance(frame, TTSAudioRawFrame) and not self._failed:
                 await self._speak(frame)
             elif isinstance(frame, TTSStoppedFrame):
                 await self._end_utterance()
@@ -49,6 +59,7 @@ class LipstreamAvatar(FrameProcessor):
             elif isinstance(frame, EndFrame | CancelFrame):
                 await self._close_stream()
         except LipstreamError as exc:
+            self._failed = isinstance(frame, TTSAudioRawFrame)
             await self.push_error(f"lipstream: {exc}", exception=exc)
             await self._close_stream()
         await self.push_frame(frame, direction)

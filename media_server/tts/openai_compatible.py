@@ -55,10 +55,10 @@ class OpenAiEngine:
         key = os.environ.get(config.api_key_env) if config.api_key_env else None
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        body = {"model": config.model, "input": text, "voice": voice, "response_format": config.response_format}
+        request = {"model": config.model, "input": text, "voice": voice, "response_format": config.response_format}
         url = f"{(config.base_url or '').rstrip('/')}/audio/speech"
         try:
-            response = await self._session().post(url, json=body, headers=headers)
+            response = await self._session().post(url, json=request, headers=headers)
         except aiohttp.ClientError as exc:
             raise TtsFailed(f"cannot reach the speech server at {url}: {exc}") from exc
         if response.status != 200:
@@ -71,15 +71,13 @@ class OpenAiEngine:
         async def close() -> None:
             response.close()
 
+        body = _Body(response.content)
         try:
-            if config.response_format == "wav":
-                pcm = await read_wav_format(response.content)
-            else:
-                pcm = PcmFormat(config.pcm_sample_rate, "s16le", 1)
+            pcm = await read_wav_format(body) if config.response_format == "wav" else PcmFormat(config.pcm_sample_rate)
         except BaseException:
             response.close()
             raise
-        return Synthesis(pcm, _Body(response.content), finished, close)
+        return Synthesis(pcm, body, finished, close)
 
     async def close(self) -> None:
         if self._http is not None:
@@ -99,7 +97,10 @@ class _Body:
             raise TtsFailed(f"the speech server's audio broke off: {exc}") from exc
 
     async def readexactly(self, n: int) -> bytes:
-        return await self._content.readexactly(n)
+        try:
+            return await self._content.readexactly(n)
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise TtsFailed(f"the speech server's audio broke off: {exc}") from exc
 
 
 async def _reason(response: aiohttp.ClientResponse) -> str:
