@@ -54,6 +54,10 @@ def test_env_and_flags_override_the_file(tmp_path: Path, monkeypatch: pytest.Mon
     assert (config.server.port, config.batching.max_batch) == (7000, 16)
     monkeypatch.setenv("LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS", "3")
     assert load_edge_config(None).sessions.max_sessions == 3
+    monkeypatch.setenv("LIPSTREAM_EDGE_TTS__OPENAI__BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("LIPSTREAM_EDGE_TTS__MAX_CHARS", "99")
+    edge = load_edge_config(None, {"tts.engine": "openai"})  # the --tts-engine flag
+    assert (edge.tts.engine, edge.tts.max_chars, edge.tts.openai.base_url) == ("openai", 99, "http://127.0.0.1:9/v1")
 
 
 def test_shipped_configs_are_the_defaults() -> None:
