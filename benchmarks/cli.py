@@ -1,10 +1,10 @@
-"""`lipstream bench inference|edge|e2e|soak|faults|overload`: each writes its results as JSON."""
+"""`lipstream bench inference|edge|e2e|soak|faults|overload|lips`: each writes its results as JSON."""
 
 from __future__ import annotations
 
 import argparse
 
-from benchmarks import edge, inference
+from benchmarks import edge, inference, lips
 from benchmarks.e2e import cli as e2e
 from benchmarks.faults import cli as faults
 from benchmarks.overload import cli as overload
@@ -14,5 +14,5 @@ from benchmarks.soak import cli as soak
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="benchmarks that write JSON results")
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    for bench in (inference, edge, e2e, soak, faults, overload):
+    for bench in (inference, edge, e2e, soak, faults, overload, lips):
         bench.register(benches)

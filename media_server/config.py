@@ -7,8 +7,9 @@ and CLI flags over them (`lipstream.config`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lipstream.config import StrictModel, load_config
 
@@ -58,9 +59,73 @@ class SessionConfig(StrictModel):
     max_speech_mb: float = Field(20.0, gt=0)
     max_speech_seconds: float = Field(120.0, gt=0)
     max_queued_utterances: int = Field(16, ge=1)
-    stats_interval_s: float = Field(0.5, gt=0)
+    stats_interval_s: float = Field(0.5, gt=0, description="a stats event this often (data channel, events)")
+    event_queue_size: int = Field(64, ge=1, le=10_000, description="events held for one slow events consumer")
     live_chunk_max_kb: int = Field(256, ge=1)
     live_buffer_seconds: float = Field(10.0, gt=0, description="a live feed may run this far ahead of playback")
+
+
+class LevellingConfig(StrictModel):
+    """The features' level normaliser (media_server.speech.leveller): quiet, loud and phone speech alike."""
+
+    enabled: bool = True
+    target_energy: float = Field(0.0, ge=-3.0, le=3.0, description="gated mean mel energy, contract units")
+    gate_dbfs: float = Field(-45.0, ge=-90.0, le=-10.0, description="quieter columns are not speech")
+    relative_gate_db: float = Field(20.0, gt=0, le=60.0, description="... or this far below the speech so far")
+    knee_db: float = Field(6.0, gt=0, le=30.0, description="the boost fades in over this much above the gate")
+    expansion: float = Field(3.0, ge=1.0, le=10.0, description="below the gate each dB becomes this many")
+    max_boost_db: float = Field(50.0, ge=0, le=80.0)
+    max_cut_db: float = Field(20.0, ge=0, le=80.0)
+    memory_s: float = Field(4.0, gt=0, le=60.0, description="the reference forgets older speech")
+
+
+class EspeakConfig(StrictModel):
+    program: str = Field("espeak-ng", description="the espeak-ng program (a name on PATH or a path)")
+    voice: str = Field("en-us", description="the default voice: a language, optionally +variant (en-us+f3)")
+    words_per_minute: int = Field(165, ge=80, le=450)
+
+
+class OpenAiTtsConfig(StrictModel):
+    base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1; unset, the engine is off")
+    model: str = "tts-1"
+    voice: str = "alloy"
+    voices: list[str] = Field(
+        default_factory=lambda: ["alloy", "ash", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer"],
+        min_length=1,
+    )
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="the environment variable holding the key")
+    response_format: Literal["pcm", "wav"] = "pcm"
+    pcm_sample_rate: int = Field(24_000, ge=8_000, le=192_000, description="what the server's raw pcm is")
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+
+
+class PiperConfig(StrictModel):
+    program: str = "piper"
+    voices: dict[str, Path] = Field(default_factory=dict, description="voice name -> piper model (.onnx)")
+    voice: str | None = Field(None, description="the default voice (default: the first)")
+
+
+class TtsConfig(StrictModel):
+    engine: Literal["espeak-ng", "openai", "piper"] = Field("espeak-ng", description="the default engine")
+    max_chars: int = Field(2000, ge=1, le=100_000, description="longest text one say request takes")
+    max_streams: int = Field(8, ge=1, le=1000, description="syntheses running at once on this edge")
+    first_audio_timeout_s: float = Field(10.0, gt=0, le=300, description="an engine silent this long fails (504)")
+    stall_timeout_s: float = Field(5.0, gt=0, le=300, description="... or this long mid-stream: the utterance ends")
+    espeak: EspeakConfig = Field(default_factory=EspeakConfig)
+    openai: OpenAiTtsConfig = Field(default_factory=OpenAiTtsConfig)
+    piper: PiperConfig = Field(default_factory=PiperConfig)
+
+    @model_validator(mode="after")
+    def _default_engine_is_configured(self) -> TtsConfig:
+        if self.engine == "openai" and not self.openai.base_url:
+            raise ValueError("tts.engine is openai, so tts.openai.base_url must be set")
+        if self.engine == "piper" and not self.piper.voices:
+            raise ValueError("tts.engine is piper, so tts.piper.voices must name a model")
+        if self.openai.voice not in self.openai.voices:
+            raise ValueError(f"tts.openai.voice '{self.openai.voice}' is not one of tts.openai.voices")
+        if self.piper.voice is not None and self.piper.voice not in self.piper.voices:
+            raise ValueError(f"tts.piper.voice '{self.piper.voice}' is not one of tts.piper.voices")
+        return self
 
 
 class EdgeConfig(StrictModel):
@@ -70,6 +135,8 @@ class EdgeConfig(StrictModel):
     inference: InferenceTargetsConfig = Field(default_factory=InferenceTargetsConfig)
     avatars: AvatarsConfig = Field(default_factory=AvatarsConfig)
     audio_encoder: Path | None = Field(None, description="ONNX audio encoder [B,1,80,16]->[B,512]; default built-in")
+    levelling: LevellingConfig = Field(default_factory=LevellingConfig)
+    tts: TtsConfig = Field(default_factory=TtsConfig)
 
 
 ENV_PREFIX = "LIPSTREAM_EDGE_"

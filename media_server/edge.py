@@ -24,6 +24,7 @@ from media_server.memory import Reclaimer
 from media_server.metrics import EdgeMetrics
 from media_server.session.session import Session, SessionModel, SessionServices
 from media_server.speech.features import FeatureExtractor
+from media_server.tts.service import TextToSpeech
 from media_server.webrtc.peer import SessionPeer, require_sdp
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,14 @@ class Edge:
         self._speech_executor = ThreadPoolExecutor(SPEECH_WORKERS, thread_name_prefix="speech")
         self._services = SessionServices(
             inference=self.inference,
-            extractor=FeatureExtractor(config.audio_encoder),
+            extractor=FeatureExtractor(config.audio_encoder, config.levelling if config.levelling.enabled else None),
             speech_executor=self._speech_executor,
             sessions=config.sessions,
             video=config.video,
             metrics=self.metrics,
             load=self.load,
         )
+        self.tts = TextToSpeech(config.tts)
         self.sessions: dict[str, Session] = {}
         self._peers: dict[str, SessionPeer] = {}
         self._starting = 0  # sessions being negotiated: they count against the limit too
@@ -155,7 +157,6 @@ class Edge:
         peer = SessionPeer(
             session,
             self.config.http.ice_servers,
-            self.config.sessions.stats_interval_s,
             on_ended=lambda: self.close_session(session_id),
         )
         try:
@@ -212,4 +213,5 @@ class Edge:
         await asyncio.gather(*self._closing, return_exceptions=True)
         await self.reclaimer.flush()
         await self.inference.close()
+        await self.tts.close()
         self._speech_executor.shutdown(wait=False, cancel_futures=True)

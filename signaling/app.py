@@ -11,9 +11,11 @@ from signaling.access import cors
 from signaling.admission import SessionRateLimit
 from signaling.control import interrupt, session_delete, session_state, speech
 from signaling.errors import domain_errors
+from signaling.events import session_events
 from signaling.live import live_stream
 from signaling.offers import offer, whep_create, whep_delete, whep_patch
 from signaling.openapi import route as openapi_route
+from signaling.say import say, voices
 from signaling.state import CONFIG_KEY, EDGE_KEY, SESSION_RATE_KEY, config_of, edge_of
 
 
@@ -67,8 +69,11 @@ def create_app(edge: Edge) -> web.Application:
     app.router.add_delete("/sessions/{session_id}", session_delete)
     app.router.add_post("/sessions/{session_id}/speech", speech)
     app.router.add_post("/sessions/{session_id}/interrupt", interrupt)
+    app.router.add_post("/sessions/{session_id}/say", say)
     app.router.add_get("/sessions/{session_id}/stream", live_stream)
+    app.router.add_get("/sessions/{session_id}/events", session_events)
     app.router.add_get("/avatars", avatars)
+    app.router.add_get("/voices", voices)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_routes([openapi_route])

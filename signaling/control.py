@@ -63,12 +63,12 @@ async def speech(request: web.Request) -> web.Response:
             "frames": utterance.frames,
             "starts_at_frame": utterance.start,
             "queued_seconds": round(session.queued_seconds(), 3),
-            **_inference_warning(request),
+            **inference_warning(request),
         },
     )
 
 
-def _inference_warning(request: web.Request) -> dict[str, str]:
+def inference_warning(request: web.Request) -> dict[str, str]:
     """Speech accepted while no inference server answers plays with a still mouth: say so."""
     health = edge_of(request).inference_health
     if health.reachable:

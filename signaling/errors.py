@@ -13,6 +13,7 @@ from media_server.edge import AvatarUnusable, SessionLimit, SessionNotFound
 from media_server.session.speech_input import SpeechInterrupted
 from media_server.speech.audio import AudioDecodeError, AudioTooLongError
 from media_server.speech.timeline import SpeechQueueFull
+from media_server.tts.engine import TextTooLong, TtsBusy, TtsFailed, TtsRequestError, TtsTimeout, TtsUnavailable
 from media_server.webrtc.peer import BadCandidate, BadOffer
 
 RETRY_AFTER_S = 5
@@ -31,6 +32,12 @@ ERROR_STATUS: dict[type[Exception], int] = {
     AudioDecodeError: 422,
     SpeechQueueFull: 429,
     SessionLimit: 503,
+    TtsRequestError: 400,
+    TextTooLong: 413,
+    TtsTimeout: 504,  # before its base class: the first match wins
+    TtsFailed: 502,
+    TtsUnavailable: 503,
+    TtsBusy: 503,
 }
 
 

@@ -76,6 +76,7 @@ def _edge_config(args: argparse.Namespace, inference: list[str] | None) -> EdgeC
             "http.port": args.port,
             "inference.targets": inference,
             "avatars.directory": str(args.avatars) if getattr(args, "avatars", None) else None,
+            "tts.engine": args.tts_engine,
         },
     )
 
@@ -146,6 +147,7 @@ def _add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="HTTP listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="HTTP port (default 8080)")
     parser.add_argument("--avatars", type=Path, help="directory of avatar directories")
+    parser.add_argument("--tts-engine", help="the default text-to-speech engine: espeak-ng, openai or piper")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

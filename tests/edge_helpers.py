@@ -6,12 +6,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import aiohttp
+import numpy as np
 from aiohttp import web
 from inference_helpers import make_config
 
+from benchmarks.kit.mouth import MouthMeter
+from benchmarks.kit.viewer import ReceivedVideo, Viewer, connect_viewer
 from inference_service.serving.server import InferenceServer
 from media_server.avatars.bundled import ensure_bundled_avatar
+from media_server.avatars.store import LoadedAvatar
 from media_server.config import EdgeConfig
 from media_server.edge import Edge
 from signaling.access_log import RedactingAccessLogger
@@ -54,6 +60,46 @@ async def running_edge(with_inference: bool = True, **sections: dict) -> AsyncIt
         await runner.cleanup()
         if handle.inference is not None:  # a test may have replaced it
             await handle.inference.stop()
+
+
+def mouth_motion(avatar: LoadedAvatar, frames: list[ReceivedVideo]) -> np.ndarray:
+    """Per received frame: the mouth meter's reading against the idle frame the server would show.
+
+    The received frame's number comes from its pts (3600 per frame at 90 kHz); the first
+    decoded frame is frame 0 (the stream starts with a keyframe).
+    """
+    meter = MouthMeter(avatar)
+    first_pts = frames[0].pts
+    return np.array([meter(round((f.pts - first_pts) / 3600), meter.crop(f.image)) for f in frames])
+
+
+def motion_around_speech_start(avatar: LoadedAvatar, viewer: Viewer, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mouth motion before the first utterance (idle) and over its first `frames` frames."""
+    motion = mouth_motion(avatar, viewer.video_frames)
+    start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
+    return motion[: max(0, start - 2)], motion[start : start + frames]
+
+
+class Watched(NamedTuple):
+    """An edge, an HTTP client, a viewer whose idle video is flowing, and the avatar it shows."""
+
+    edge: RunningEdge
+    http: aiohttp.ClientSession
+    viewer: Viewer
+    avatar: LoadedAvatar
+
+
+@asynccontextmanager
+async def watched_edge(**sections: dict) -> AsyncIterator[Watched]:
+    """A running edge watched by one viewer (hung up at the end; what it received stays to be analysed)."""
+    async with running_edge(**sections) as edge, aiohttp.ClientSession() as http:
+        viewer = await connect_viewer(http, edge.url)
+        try:
+            avatar = await edge.edge.load_avatar("default")
+            await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
+            yield Watched(edge, http, viewer, avatar)
+        finally:
+            await viewer.close()
 
 
 async def wait_for(predicate, timeout: float, what: str) -> None:

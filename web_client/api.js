@@ -26,6 +26,16 @@ const SPEECH_ERRORS = {
   429: () => 'the speech queue is full: wait a moment or press Interrupt',
 };
 
+const SAY_ERRORS = {
+  ...SESSION_ERRORS,
+  400: (detail) => `cannot say that: ${detail}`,
+  413: (detail) => `that text is too long: ${detail}`,
+  429: () => 'the speech queue is full: wait a moment or press Interrupt',
+  502: (detail) => `the speech engine failed: ${detail}`,
+  503: (detail) => detail,
+  504: (detail) => `the speech engine did not answer: ${detail}`,
+};
+
 async function failure(response, sentences) {
   let detail = '';
   try {
@@ -33,7 +43,7 @@ async function failure(response, sentences) {
   } catch {
     detail = response.statusText;
   }
-  if (response.status === 503 || (response.status === 429 && response.headers.has('Retry-After'))) {
+  if (response.headers.has('Retry-After') && (response.status === 503 || response.status === 429)) {
     // The server is full, still connecting others, late on its frames, or this address opens sessions too fast.
     const retry = Number.parseInt(response.headers.get('Retry-After') ?? '', 10) || 5;
     const why = detail.replace(/, retry in \d+ s$/, '') || 'server busy';
@@ -59,6 +69,10 @@ export async function listAvatars() {
   return (await call('/avatars')).json();
 }
 
+export async function listVoices() {
+  return (await call('/voices')).json();
+}
+
 export async function postOffer(sdp, avatar, apiKey) {
   const headers = { 'Content-Type': 'application/json' };
   if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
@@ -80,6 +94,12 @@ export class SessionApi {
     const headers = { ...this.auth, 'Content-Type': file.type || 'application/octet-stream' };
     const response = await call(`${this.url}/speech`, { method: 'POST', headers, body: file }, SPEECH_ERRORS);
     return response.json();
+  }
+
+  async say(text, voice) {
+    const headers = { ...this.auth, 'Content-Type': 'application/json' };
+    const body = JSON.stringify({ text, voice: voice || null });
+    return (await call(`${this.url}/say`, { method: 'POST', headers, body }, SAY_ERRORS)).json();
   }
 
   async interrupt() {

@@ -1,10 +1,11 @@
-// The demo page: connect to an avatar, make it speak (file or microphone), watch the latency overlay.
+// The demo page: connect to an avatar, make it speak (text, a file or the microphone), watch the latency overlay.
 // window.lipstream exposes the live peer connection and the actions, for scripts and tests.
 
-import { ApiError, listAvatars } from './api.js';
+import { ApiError, listAvatars, listVoices } from './api.js';
 import { ReceiverStats, SpeechLatency } from './metrics.js';
 import { Overlay } from './overlay.js';
-import { openSession } from './rtc.js';
+import { microphoneError, openSession } from './rtc.js';
+import { voiceOptions } from './voices.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -12,6 +13,7 @@ const ui = {
   unmute: $('unmute'), avatar: $('avatar'), apiKeyField: $('api-key-field'), apiKey: $('api-key'),
   connect: $('connect'), overlayToggle: $('overlay-toggle'), dropzone: $('dropzone'), file: $('speech-file'),
   mic: $('mic'), interrupt: $('interrupt'), events: $('events'),
+  sayForm: $('say-form'), sayText: $('say-text'), voice: $('voice'), say: $('say'), sayStatus: $('say-status'),
 };
 const overlay = new Overlay($('overlay'), $('sparkline'));
 const receiver = new ReceiverStats();
@@ -19,8 +21,8 @@ const MAX_EVENTS = 30;
 
 let live = null; // {pc, channel, stream, session, avatar, timer, latency}
 let microphone = null; // the microphone's MediaStream while echo mode is on
-let lastServer = null; // {frame, fps, at}: to place an upload on the server's frame clock
 let lastBrowser = null;
+let canSay = false; // the server's default text-to-speech engine can speak
 let retryTimer = null;
 
 // -- words on the page ----------------------------------------------------------------------
@@ -47,6 +49,7 @@ function setState(state, words) {
   ui.connect.textContent = connected ? 'Disconnect' : 'Connect';
   ui.connect.classList.toggle('primary', !connected);
   ui.interrupt.disabled = !connected;
+  ui.say.disabled = !connected || !canSay;
   ui.avatar.disabled = connected || state === 'connecting';
 }
 
@@ -63,21 +66,6 @@ function log(text) {
   item.append(time, ` ${text}`);
   ui.events.prepend(item);
   while (ui.events.children.length > MAX_EVENTS) ui.events.lastChild.remove();
-}
-
-function microphoneError(error) {
-  switch (error?.name) {
-    case 'NotAllowedError':
-      return 'microphone blocked by the browser: allow it for this site (address bar icon) and try again';
-    case 'NotFoundError':
-      return 'no microphone found on this device';
-    case 'NotReadableError':
-      return 'the microphone is busy in another program';
-    case 'SecurityError':
-      return 'the microphone needs a secure page: open this over HTTPS or on localhost';
-    default:
-      return `cannot open the microphone: ${error?.message || error}`;
-  }
 }
 
 // -- connection -------------------------------------------------------------------------------
@@ -170,7 +158,6 @@ async function disconnect(reason = null) {
   setSpeaking(false);
   overlay.clear();
   receiver.reset();
-  lastServer = null;
   lastBrowser = null;
   setState(reason ? 'error' : 'idle', 'not connected');
   if (reason) showMessage(reason);
@@ -189,22 +176,17 @@ async function sampleBrowser(current) {
   overlay.showBrowser(sample);
 }
 
-function serverFrameNow() {
-  if (!lastServer) return null;
-  return lastServer.frame + ((performance.now() - lastServer.at) / 1000) * lastServer.fps;
-}
-
 function showLatency(estimate) {
   if (!estimate) return;
   const playerMs = (lastBrowser?.jitterMs ?? 0) + (lastBrowser?.decodeMs ?? 0);
   overlay.showSpeechLatency(estimate, playerMs);
-  log(`speech → lips ≈ ${Math.round(estimate.uploadMs + estimate.leadMs + playerMs)} ms`);
+  const queued = estimate.queuedMs > 0 ? `, after ${(estimate.queuedMs / 1000).toFixed(1)} s queued` : '';
+  log(`speech → lips ≈ ${Math.round(estimate.requestMs + estimate.leadMs + playerMs)} ms${queued}`);
 }
 
 function onServerMessage(current, message) {
   switch (message.type) {
     case 'stats':
-      lastServer = { frame: message.frame, fps: message.stats.fps || 25, at: performance.now() };
       overlay.showServer(message);
       setSpeaking(message.speaking);
       break;
@@ -215,11 +197,16 @@ function onServerMessage(current, message) {
       break;
     case 'speech_end':
       setSpeaking(false);
-      log(`finished utterance ${message.utterance}`);
+      if (message.interrupted) log(`stopped utterance ${message.utterance} after ${(message.played_ms / 1000).toFixed(1)} s`);
+      else log(`finished utterance ${message.utterance}`);
       break;
     case 'interrupted':
       setSpeaking(false);
       log(`interrupted utterance ${message.utterance}`);
+      break;
+    case 'tts_error':
+      showMessage(`the speech engine stopped: ${message.message}`);
+      log(`utterance ${message.utterance}: ${message.engine} stopped`);
       break;
     default:
       break;
@@ -237,14 +224,39 @@ async function speak(file) {
   log(`uploading ${file.name || 'audio'} (${Math.max(1, Math.round(file.size / 1024))} kB)`);
   try {
     const reply = await current.session.speak(file);
-    const frame = serverFrameNow();
     if (live !== current) return;
     clearMessage();
     log(`queued ${reply.seconds.toFixed(1)} s of speech as utterance ${reply.utterance}`);
     if (reply.warning) showMessage(reply.warning, 'info');
-    if (frame !== null) showLatency(current.latency.accepted(reply.utterance, performance.now() - sent, frame));
+    showLatency(current.latency.accepted(reply.utterance, performance.now() - sent));
   } catch (error) {
     showMessage(describe(error));
+  }
+}
+
+async function say(text = ui.sayText.value, voice = ui.voice.value) {
+  if (!live) {
+    showMessage('connect first, then type what to say', 'info');
+    return;
+  }
+  if (!text.trim()) {
+    showMessage('type some text to say', 'info');
+    return;
+  }
+  const current = live;
+  const sent = performance.now();
+  ui.say.disabled = true;
+  try {
+    const reply = await current.session.say(text, voice);
+    if (live !== current) return;
+    clearMessage();
+    log(`saying utterance ${reply.utterance} in ${reply.voice} (${reply.engine})`);
+    if (reply.warning) showMessage(reply.warning, 'info');
+    showLatency(current.latency.accepted(reply.utterance, performance.now() - sent));
+  } catch (error) {
+    showMessage(describe(error));
+  } finally {
+    ui.say.disabled = !live || !canSay;
   }
 }
 
@@ -309,6 +321,29 @@ async function loadAvatars() {
   }
 }
 
+async function loadVoices() {
+  let listing;
+  try {
+    listing = await listVoices();
+  } catch (error) {
+    ui.sayStatus.textContent = `cannot list the voices: ${describe(error)}`;
+    return;
+  }
+  const engine = listing.engines[listing.default_engine];
+  canSay = Boolean(engine?.available);
+  if (!canSay) {
+    ui.voice.replaceChildren(new Option('unavailable'));
+    ui.sayStatus.textContent = `Text to speech is off on this server: ${engine?.reason ?? 'no engine'}.`;
+    ui.sayStatus.dataset.kind = 'error';
+    setState(document.body.dataset.state, ui.status.textContent);
+    return;
+  }
+  ui.voice.replaceChildren(...voiceOptions(engine));
+  ui.voice.disabled = false;
+  ui.sayStatus.textContent = `${listing.default_engine}: the avatar speaks the text as it is synthesized.`;
+  setState(document.body.dataset.state, ui.status.textContent);
+}
+
 function wirePage() {
   $('session-form').addEventListener('submit', (event) => {
     event.preventDefault();
@@ -316,6 +351,10 @@ function wirePage() {
     else connect();
   });
   ui.interrupt.addEventListener('click', interrupt);
+  ui.sayForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    say();
+  });
   ui.mic.addEventListener('click', toggleMicrophone);
   ui.overlayToggle.addEventListener('click', () => setOverlay(!overlay.visible));
   ui.unmute.addEventListener('click', () => {
@@ -358,9 +397,10 @@ function wirePage() {
 window.lipstream = {
   get pc() { return live?.pc ?? null; },
   get sessionId() { return live?.session.id ?? null; },
-  connect, disconnect, speak, interrupt,
+  connect, disconnect, speak, say, interrupt,
 };
 
 wirePage();
 setOverlay(!window.matchMedia('(max-width: 600px)').matches); // on a phone the face comes first
 loadAvatars();
+loadVoices();

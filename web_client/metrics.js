@@ -68,16 +68,18 @@ function remember(map, key, value) {
 }
 
 /**
- * Speech-to-lips for an upload: time to upload, then the server's lead (frames between the upload being
- * accepted and its first speaking frame), then the browser's jitter buffer and decode of that frame.
- * The HTTP reply and the speech_start event can arrive in either order.
+ * Speech-to-lips: the request (upload, or text until the engine's first audio), then the server's lead (from
+ * when the utterance was due to its first speaking frame, as its speech_start event says), then the browser's
+ * jitter buffer and decode. Time spent queued behind earlier speech is not latency: it is told apart, and a
+ * queued utterance's request was over long before it was due. The HTTP reply and the speech_start event can
+ * arrive in either order.
  */
 export class SpeechLatency {
   #accepted = new Map();
   #started = new Map();
 
-  accepted(utterance, uploadMs, serverFrame) {
-    remember(this.#accepted, utterance, { uploadMs, serverFrame });
+  accepted(utterance, requestMs) {
+    remember(this.#accepted, utterance, requestMs);
     return this.#resolve(utterance);
   }
 
@@ -87,12 +89,12 @@ export class SpeechLatency {
   }
 
   #resolve(utterance) {
-    const accepted = this.#accepted.get(utterance);
+    const requestMs = this.#accepted.get(utterance);
     const start = this.#started.get(utterance);
-    if (!accepted || !start) return null;
+    if (requestMs === undefined || !start) return null;
     this.#accepted.delete(utterance);
     this.#started.delete(utterance);
-    const msPerFrame = start.frame > 0 ? start.pts_ms / start.frame : 40;
-    return { uploadMs: accepted.uploadMs, leadMs: Math.max(0, (start.frame - accepted.serverFrame) * msPerFrame) };
+    const queuedMs = start.queued_ms ?? 0;
+    return { requestMs: queuedMs > 0 ? 0 : requestMs, leadMs: start.lead_ms ?? 0, queuedMs };
   }
 }

@@ -101,11 +101,12 @@ export class Overlay {
     this.set('server_queued_s', message.queued_seconds, 1);
   }
 
-  showSpeechLatency({ uploadMs, leadMs }, playerMs) {
-    this.set('upload_ms', uploadMs, 0);
+  showSpeechLatency({ requestMs, leadMs, queuedMs }, playerMs) {
+    this.set('request_ms', requestMs, 0);
     this.set('server_lead_ms', leadMs, 0);
     this.set('player_ms', playerMs, 0);
-    this.set('speech_to_lips_ms', uploadMs + leadMs + playerMs, 0);
+    this.set('queued_ms', queuedMs, 0);
+    this.set('speech_to_lips_ms', requestMs + leadMs + playerMs, 0);
   }
 
   clear() {

@@ -48,3 +48,19 @@ export async function openSession({ avatar, apiKey, microphone = null }) {
     throw error;
   }
 }
+
+// Why the browser refused the microphone, in words a person can act on.
+export function microphoneError(error) {
+  switch (error?.name) {
+    case 'NotAllowedError':
+      return 'microphone blocked by the browser: allow it for this site (address bar icon) and try again';
+    case 'NotFoundError':
+      return 'no microphone found on this device';
+    case 'NotReadableError':
+      return 'the microphone is busy in another program';
+    case 'SecurityError':
+      return 'the microphone needs a secure page: open this over HTTPS or on localhost';
+    default:
+      return `cannot open the microphone: ${error?.message || error}`;
+  }
+}

@@ -32,6 +32,11 @@ INTERIOR_MAX_ALPHA = 0.85
 INTERIOR_BGR = (0.05, 0.04, 0.16)  # dark red
 
 
+def opening(energy: np.ndarray) -> np.ndarray:
+    """How far the model opens the mouth (0 closed, 1 full) for a frame's speech energy: the graph's curve."""
+    return np.clip((np.asarray(energy) - SILENCE_ENERGY) / FULL_OPEN_SPAN, 0.0, 1.0)
+
+
 def _smoothstep(t: np.ndarray) -> np.ndarray:
     t = np.clip(t, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)

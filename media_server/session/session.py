@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import av
 from aiortc.mediastreams import MediaStreamError
@@ -30,17 +30,19 @@ from media_server.avatars.store import LoadedAvatar
 from media_server.config import SessionConfig, VideoConfig
 from media_server.load import LoadMeter
 from media_server.metrics import EdgeMetrics
+from media_server.session import saying
 from media_server.session.clock import AvClock
-from media_server.session.events import EventFanOut
+from media_server.session.events import STATS, Event, EventFanOut
 from media_server.session.mouth import MouthPipeline
 from media_server.session.renderer import Renderer
-from media_server.session.speech_input import SpeechInput
+from media_server.session.speech_input import SpeechInput, SpeechInterrupted
 from media_server.session.stats import SessionStats
 from media_server.speech.audio import PcmFormat
 from media_server.speech.features import FeatureExtractor
 from media_server.speech.live import LiveFeed
-from media_server.speech.timeline import SpeechTimeline
+from media_server.speech.timeline import SpeechEvent, SpeechTimeline
 from media_server.speech.utterance import Utterance
+from media_server.tts.service import TextToSpeech
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,31 @@ class SessionServices:
     video: VideoConfig
     metrics: EdgeMetrics | None = None
     load: LoadMeter | None = None
+
+
+def _ms(frames: int) -> float:
+    return round(frames * FRAME_SECONDS * 1000, 1)
+
+
+def speech_event(event: SpeechEvent) -> Event:
+    """A timeline event as apps and the page receive it (times in ms from the session's start)."""
+    message: Event = {
+        "type": event.kind,
+        "utterance": event.utterance,
+        "frame": event.frame,
+        "pts_ms": _ms(event.frame),
+    }
+    if event.kind == "speech_start":
+        message.update(queued_ms=_ms(event.queued_frames), lead_ms=_ms(event.lead_frames))
+    else:
+        message.update(interrupted=event.interrupted, played_ms=_ms(event.played_frames))
+    return message
+
+
+class Said(NamedTuple):
+    utterance: Utterance
+    engine: str
+    voice: str
 
 
 class Session:
@@ -95,6 +122,7 @@ class Session:
         )
         self._load = services.load
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.spawn(self._publish_stats(config.stats_interval_s), "stats")
 
     @property
     def speaking(self) -> bool:
@@ -150,6 +178,18 @@ class Session:
     def live_feed(self, pcm: PcmFormat) -> LiveFeed:
         return self._speech.live_feed(pcm)
 
+    async def say(self, tts: TextToSpeech, text: str, voice: str | None, engine: str | None) -> Said:
+        """Text through a TTS engine, queued as a live utterance that speaks from its first audio on."""
+        self._timeline.ensure_room()
+        started = await tts.start(text, voice, engine)
+        if self.closed:
+            await started.synthesis.aclose()
+            raise SpeechInterrupted("the session ended before the speech could start")
+        feed = self.live_feed(started.synthesis.pcm)
+        utterance = await saying.begin(feed, started)
+        self.spawn(saying.keep_saying(feed, started, tts, self.events.publish), "say")
+        return Said(utterance, started.engine, started.voice)
+
     def interrupt(self) -> int:
         dropped = self._speech.interrupt()
         self._mouth.drop_all()
@@ -159,15 +199,14 @@ class Session:
     def _forward_events(self) -> None:
         events = self._timeline.events
         while events:
-            event = events.popleft()
-            self.events.publish(
-                {
-                    "type": event.kind,
-                    "utterance": event.utterance,
-                    "frame": event.frame,
-                    "pts_ms": round(event.frame * FRAME_SECONDS * 1000, 1),
-                }
-            )
+            self.events.publish(speech_event(events.popleft()))
+
+    async def _publish_stats(self, interval_s: float) -> None:
+        """The session's state as a `stats` event every `interval_s`, while anyone listens."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.events.listening:
+                self.events.publish({"type": STATS, **self.state()})
 
     # -- state and lifecycle -------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

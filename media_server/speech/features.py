@@ -22,7 +22,9 @@ from lipstream.contract import (
     WINDOW_FRAMES_BEFORE,
 )
 from lipstream.timebase import speech_frames
+from media_server.config import LevellingConfig
 from media_server.speech.encoders import AveEncoder, Encoder, project
+from media_server.speech.leveller import Leveller
 from media_server.speech.mel import as_samples, mel_spectrogram, mel_start, mel_windows
 
 
@@ -41,10 +43,18 @@ def model_windows(vectors: np.ndarray) -> np.ndarray:
 
 
 class FeatureExtractor:
-    """Whole-utterance features; stateless, so one instance serves every session."""
+    """Whole-utterance features; stateless, so one instance serves every session.
 
-    def __init__(self, encoder: Path | None = None) -> None:
+    With `level`, each utterance's mel columns are levelled (`leveller`) before they are encoded.
+    """
+
+    def __init__(self, encoder: Path | None = None, level: LevellingConfig | None = None) -> None:
         self._encoder: Encoder = project if encoder is None else AveEncoder(encoder)
+        self._level = level
+
+    def leveller(self) -> Leveller | None:
+        """A fresh leveller for one utterance, or None when the features are not levelled."""
+        return None if self._level is None else Leveller(self._level)
 
     def encode(self, windows: np.ndarray) -> np.ndarray:
         """[K,80,16] mel windows -> [K,512] vectors."""
@@ -56,7 +66,7 @@ class FeatureExtractor:
         """[N,512], one vector per video frame, N = ceil(len / 640)."""
         samples = as_samples(samples_16k)
         starts = mel_start(np.arange(speech_frames(samples.size)))
-        return self.encode(mel_windows(mel_spectrogram(samples), starts))
+        return self.encode(mel_windows(mel_spectrogram(samples, self.leveller()), starts))
 
     def windows(self, samples_16k: np.ndarray) -> np.ndarray:
         """[N,32,16,16] model inputs, one per video frame."""

@@ -49,6 +49,7 @@ class IncrementalFeatures:
         self._vectors = np.zeros((WINDOW_FRAMES_BEFORE, VECTOR_SIZE), np.float32)
         self._vector_first = -WINDOW_FRAMES_BEFORE  # absolute frame of self._vectors' first row
         self._next_frame = 0
+        self._leveller = self._extractor.leveller()
 
     @property
     def lookahead_frames(self) -> int:
@@ -84,7 +85,7 @@ class IncrementalFeatures:
         if count <= 0:
             return
         frames = sliding_window_view(self._pending, N_FFT)[::HOP][:count]
-        self._mel = np.concatenate([self._mel, frames_to_mel(frames)], axis=1)
+        self._mel = np.concatenate([self._mel, frames_to_mel(frames, self._leveller)], axis=1)
         self._pending = self._pending[HOP * count :]
         self._next_column += count
 

@@ -15,6 +15,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lipstream.contract import MEL_SPAN, N_MELS
 from lipstream.timebase import SPEECH_RATE
+from media_server.speech.leveller import Leveller
 
 N_FFT = 800
 HOP = 200
@@ -85,18 +86,49 @@ def _hann() -> np.ndarray:
     return window
 
 
-def frames_to_mel(frames: np.ndarray) -> np.ndarray:
-    """[K, 800] emphasised sample frames -> [80, K] normalised mel columns."""
+@functools.cache
+def _level_weights() -> np.ndarray:
+    """Per rfft bin: the weight that turns |X|^2 of a Hann-windowed, pre-emphasised frame into the raw
+    signal's mean square within the mel range (pre-emphasis undone; DC, rumble and hiss out)."""
+    hz = np.linspace(0.0, SPEECH_RATE / 2, N_FFT // 2 + 1)
+    emphasis = 1.0 + PREEMPHASIS**2 - 2.0 * PREEMPHASIS * np.cos(2.0 * np.pi * hz / SPEECH_RATE)
+    one_sided = np.where((hz > 0) & (hz < SPEECH_RATE / 2), 2.0, 1.0)
+    weights = one_sided / (N_FFT * float(np.sum(np.square(_hann(), dtype=np.float64))) * emphasis)
+    weights[(hz < FMIN) | (hz > FMAX)] = 0.0
+    out = weights.astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def _units(mel: np.ndarray) -> np.ndarray:
+    """Linear mel magnitudes in the contract's units, not yet clipped (digital silence is -5.6)."""
+    db = 20.0 * np.log10(np.maximum(mel, 1e-5)) - 20.0
+    return (8.0 * (db + 100.0) / 100.0 - 4.0).astype(np.float32, copy=False)
+
+
+def _levelled(mel: np.ndarray, magnitude: np.ndarray, leveller: Leveller) -> np.ndarray:
+    """The mel columns with the leveller's gains applied (linear, as a gain on the samples would be)."""
+    units = _units(mel)
+    energy = np.clip(units, SILENCE, 4.0).mean(axis=0)
+    active = (units > SILENCE).mean(axis=0)
+    level_db = 10.0 * np.log10(np.maximum(np.square(magnitude) @ _level_weights(), 1e-12))
+    gains = leveller.gains_db(energy, active, level_db)
+    return mel * (10.0 ** (gains / 20.0))[None, :]
+
+
+def frames_to_mel(frames: np.ndarray, leveller: Leveller | None = None) -> np.ndarray:
+    """[K, 800] emphasised sample frames -> [80, K] normalised mel columns, levelled when asked."""
     magnitude = np.abs(np.fft.rfft(frames * _hann(), axis=1))
     mel = mel_filter_bank() @ magnitude.T
-    db = 20.0 * np.log10(np.maximum(mel, 1e-5)) - 20.0
-    return np.clip(8.0 * (db + 100.0) / 100.0 - 4.0, SILENCE, 4.0).astype(np.float32, copy=False)
+    if leveller is not None:
+        mel = _levelled(mel, magnitude, leveller)
+    return np.clip(_units(mel), SILENCE, 4.0)
 
 
-def mel_spectrogram(samples: np.ndarray) -> np.ndarray:
+def mel_spectrogram(samples: np.ndarray, leveller: Leveller | None = None) -> np.ndarray:
     """16 kHz mono speech -> [80, 1 + len // 200] float32, centred frames with zero padding."""
     padded = np.pad(preemphasis(as_samples(samples)), N_FFT // 2)
-    return frames_to_mel(sliding_window_view(padded, N_FFT)[::HOP])
+    return frames_to_mel(sliding_window_view(padded, N_FFT)[::HOP], leveller)
 
 
 def mel_windows(mel: np.ndarray, starts: np.ndarray) -> np.ndarray:

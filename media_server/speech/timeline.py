@@ -31,9 +31,21 @@ class SpeechQueueFull(RuntimeError):
 
 @dataclass
 class SpeechEvent:
+    """What happened to an utterance, at which session frame.
+
+    speech_start says how long it waited: `queued_frames` behind earlier speech (from when it was
+    queued until the speech ahead of it ended), then `lead_frames` until its first frame (the
+    pipeline's lead and the model's look-ahead). speech_end says whether it was cut short and how
+    much of it played; `interrupted` is sent for every utterance an interrupt drops.
+    """
+
     kind: str  # "speech_start" | "speech_end" | "interrupted"
     utterance: int
     frame: int
+    queued_frames: int = 0
+    lead_frames: int = 0
+    played_frames: int = 0
+    interrupted: bool = False
 
 
 class PlannedFrame(NamedTuple):
@@ -52,6 +64,7 @@ class SpeechTimeline:
         self.events: deque[SpeechEvent] = deque(maxlen=64)
         self.stalled_frames = 0
         self._gap_frame = -1  # a frame a starved live utterance skipped: silence and idle
+        self._last_end = 0  # the frame the latest utterance ended (or was cut) at
 
     @property
     def speaking(self) -> bool:
@@ -69,6 +82,7 @@ class SpeechTimeline:
     def add(self, utterance: Utterance, extra_lead: int = 0) -> None:
         """Queue after what is already playing; the first frame is `lead` frames out."""
         self.ensure_room()
+        utterance.queued_at = self._frame
         self._queue.append(utterance)
         self._schedule(extra_lead)
 
@@ -89,9 +103,18 @@ class SpeechTimeline:
     def interrupt(self) -> list[Utterance]:
         dropped = list(self._queue)
         self._queue.clear()
+        frame = self._frame
         for utterance in dropped:
             utterance.drop()
-            self.events.append(SpeechEvent("interrupted", utterance.id, self._frame))
+            played = 0
+            if utterance.start is not None and utterance.start <= frame:  # it had started: it ends here
+                played = min(frame - utterance.start, utterance.received)
+                self.events.append(
+                    SpeechEvent("speech_end", utterance.id, frame, played_frames=played, interrupted=True)
+                )
+            self.events.append(SpeechEvent("interrupted", utterance.id, frame, played_frames=played, interrupted=True))
+        if dropped:
+            self._last_end = frame
         return dropped
 
     def finished_live(self) -> None:
@@ -112,7 +135,8 @@ class SpeechTimeline:
             index = frame - head.start
             if head.frames is not None and index >= head.frames:
                 self._queue.popleft()
-                self.events.append(SpeechEvent("speech_end", head.id, frame))
+                self.events.append(SpeechEvent("speech_end", head.id, frame, played_frames=head.frames))
+                self._last_end = frame
                 self._schedule()
                 continue
             if not head.finished and not head.ready(index):
@@ -121,7 +145,12 @@ class SpeechTimeline:
                 self.stalled_frames += 1
                 return
             if index == 0:
-                self.events.append(SpeechEvent("speech_start", head.id, frame))
+                due = max(head.queued_at, self._last_end)  # when nothing ahead of it was playing any more
+                self.events.append(
+                    SpeechEvent(
+                        "speech_start", head.id, frame, queued_frames=due - head.queued_at, lead_frames=frame - due
+                    )
+                )
             head.forget_before(index)
             return
 

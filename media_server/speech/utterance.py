@@ -58,6 +58,7 @@ class Utterance:
     samples_16k: int = 0
     finished: bool = False
     start: int | None = None  # session video frame of its first frame
+    queued_at: int = 0  # session video frame when it was queued
     received: int = 0  # frames whose window is available
     shown: int = 0  # frames already played
     dropped: bool = False  # interrupted: nothing more of it will play

@@ -72,12 +72,10 @@ class SessionPeer:
         self,
         session: Session,
         ice_servers: list[str],
-        stats_interval_s: float,
         on_ended: Callable[[], Awaitable[object]],
     ) -> None:
         self.session = session
         self.connection = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(u) for u in ice_servers]))
-        self._stats_interval_s = stats_interval_s
         self._on_ended = on_ended
         self._connected = asyncio.Event()
 
@@ -111,7 +109,7 @@ class SessionPeer:
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label == STATS_LABEL:
-            self.session.spawn(send_stats(self.session, channel, self._stats_interval_s), "stats")
+            self.session.spawn(send_stats(self.session, channel), "stats-channel")
 
     async def _on_state(self) -> None:
         state = self.connection.connectionState

@@ -1,8 +1,7 @@
-"""The `stats` data channel: the session's state twice a second, and its speech events as they happen."""
+"""The `stats` data channel: the session's events (its state twice a second, speech as it happens), as JSON."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from aiortc import RTCDataChannel
@@ -13,8 +12,8 @@ from media_server.session.session import Session
 STATS_LABEL = "stats"
 
 
-async def send_stats(session: Session, channel: RTCDataChannel, interval_s: float) -> None:
-    """Runs until cancelled (the session's end)."""
+async def send_stats(session: Session, channel: RTCDataChannel) -> None:
+    """Runs until the session ends (or the task is cancelled)."""
 
     def send(message: Event) -> None:
         if channel.readyState == "open":
@@ -22,8 +21,6 @@ async def send_stats(session: Session, channel: RTCDataChannel, interval_s: floa
 
     unsubscribe = session.events.subscribe(send)
     try:
-        while True:
-            await asyncio.sleep(interval_s)
-            send({"type": "stats", **session.state()})
+        await session.ended.wait()
     finally:
         unsubscribe()

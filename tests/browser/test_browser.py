@@ -215,9 +215,38 @@ async def test_page_plays_h264_speaks_an_upload_and_shows_live_latency() -> None
         assert errors == []
 
 
+async def test_say_box_speaks_text_and_the_overlay_tells_queued_time_apart() -> None:
+    async with running_edge() as edge, chromium() as browser:
+        page, errors = await open_page(browser, edge.url, viewport=DESKTOP)
+        await until(lambda: page.is_enabled("#voice"), bool, "the voice list")
+        voices = await page.eval_on_selector_all("#voice option", "options => options.map((o) => o.value)")
+        assert {"en-us", "en-us+f3", "de"} <= set(voices)
+        assert await page.input_value("#voice") == "en-us" and await page.is_disabled("#say")
+        await connect(page)
+
+        await page.fill("#say-text", "Hello. I say what you type, as soon as it is synthesized.")
+        await page.select_option("#voice", "en-us+f3")
+        await page.click("#say")
+        await page.click("#say")  # the same again, queued behind the first
+        await page.wait_for_selector("body[data-speaking=true]", timeout=5_000)
+        await page.locator("#events li", has_text="in en-us+f3 (espeak-ng)").first.wait_for()
+        # The second utterance waited behind the first: that is queued time, not latency.
+        await until(lambda: metric(page, "queued_ms"), lambda text: (number(text) or 0) > 1000, "queued time", 15)
+        latency = number(await metric(page, "speech_to_lips_ms"))
+        assert latency is not None and 0 < latency < 1000, latency
+        assert len(edge.edge.sessions) == 1
+        await page.locator("#events li", has_text="after").first.wait_for()  # the log says it was queued
+        assert errors == []
+
+
 async def test_page_explains_failures_in_words() -> None:
-    async with running_edge(sessions={"max_sessions": 1}) as edge, chromium(FAKE_MICROPHONE) as browser:
+    no_tts = {"espeak": {"program": "/nonexistent/espeak-ng"}}
+    async with running_edge(sessions={"max_sessions": 1}, tts=no_tts) as edge, chromium(FAKE_MICROPHONE) as browser:
         page, errors = await open_page(browser, f"{edge.url}/?avatar=nobody", viewport=PHONE)
+        # No engine to speak text: the page says what the server needs, and offers no Say.
+        await expect(page.locator("#say-status")).to_contain_text("Text to speech is off on this server")
+        await expect(page.locator("#say-status")).to_contain_text("apt-get install espeak-ng")
+        assert await page.is_disabled("#say")
         await page.click("#connect:not([disabled])")
         await expect(page.locator("#message")).to_contain_text("no such avatar 'nobody'")
         assert await page.get_attribute("body", "data-state") == "error"

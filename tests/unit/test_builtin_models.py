@@ -12,6 +12,7 @@ import pytest
 
 from inference_service.models import builtin as bm
 from inference_service.models.graph import DESCRIPTION_KEY, LOOKAHEAD_KEY
+from inference_service.models.parametric_mouth import opening
 from lipstream.cli import main
 
 CROP = 320
@@ -128,6 +129,19 @@ def test_opening_grows_with_energy(mouth: ort.InferenceSession) -> None:
     changes = [_mouth_change(item, crop) for item in out]
     assert changes[0] < 1e-3
     assert all(later > earlier + 0.005 for earlier, later in zip(changes, changes[1:])), changes
+
+
+def test_opening_is_the_graphs_curve(mouth: ort.InferenceSession) -> None:
+    """The lips bench and tests read `opening(energy)`: where it is 0 the graph leaves the mouth shut,
+    where it saturates the graph opens no further, and between, the graph opens wider as it grows."""
+    crop = _face_crop()
+    energies = [-4.0, -2.5, -1.5, -0.5, 0.5, 1.5, 3.0]
+    changes = np.array([_mouth_change(item, crop) for item in _speak(mouth, crop, _audio(energies))])
+    expected = opening(np.array(energies))
+    assert changes[expected == 0].max() < 1e-3
+    assert changes[-1] == pytest.approx(changes[-2], abs=1e-4)  # both fully open
+    between = changes[(expected > 0) & (expected < 1)]
+    assert (np.diff(between) > 0.002).all() and changes[-1] > between.max() + 0.002, changes
 
 
 def test_each_batch_item_follows_its_own_audio(mouth: ort.InferenceSession) -> None:

@@ -26,6 +26,11 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
         ("edge", "video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
         ("edge", "http:\n  prot: 1\n", "http.prot"),
         ("edge", "- not a mapping\n", "top level must be a mapping"),
+        ("edge", "tts:\n  max_chars: 0\n", "tts.max_chars"),
+        ("edge", "tts:\n  engine: festival\n", "tts.engine"),
+        ("edge", "tts:\n  engine: openai\n", "tts.openai.base_url"),
+        ("edge", "tts:\n  openai:\n    voice: nobody\n", "tts.openai.voices"),
+        ("edge", "levelling:\n  gate_dbfs: 5\n", "levelling.gate_dbfs"),
     ],
 )
 def test_bad_config_exits_2_naming_the_field(tmp_path: Path, service: str, content: str, field: str) -> None:
@@ -49,6 +54,10 @@ def test_env_and_flags_override_the_file(tmp_path: Path, monkeypatch: pytest.Mon
     assert (config.server.port, config.batching.max_batch) == (7000, 16)
     monkeypatch.setenv("LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS", "3")
     assert load_edge_config(None).sessions.max_sessions == 3
+    monkeypatch.setenv("LIPSTREAM_EDGE_TTS__OPENAI__BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("LIPSTREAM_EDGE_TTS__MAX_CHARS", "99")
+    edge = load_edge_config(None, {"tts.engine": "openai"})  # the --tts-engine flag
+    assert (edge.tts.engine, edge.tts.max_chars, edge.tts.openai.base_url) == ("openai", 99, "http://127.0.0.1:9/v1")
 
 
 def test_shipped_configs_are_the_defaults() -> None:

@@ -100,3 +100,43 @@ def test_interrupt_drops_everything_and_limits_hold() -> None:
     assert len(timeline.interrupt()) == 2
     assert timeline.plan(3) is None and not timeline.speaking
     assert [e.kind for e in timeline.events][-2:] == ["interrupted", "interrupted"]
+
+
+def test_speech_start_tells_time_queued_behind_earlier_speech_apart_from_the_lead() -> None:
+    """A second utterance queued while the first plays was due when the first ended: its lead is
+    counted from there, and the wait before is queued time, not latency."""
+    timeline = SpeechTimeline(lead_frames=3, max_queued=4)
+    first = file_utterance(50)
+    timeline.add(first)  # at frame 0: starts at 3
+    timeline.advance_to(10)
+    second = file_utterance(5)
+    timeline.add(second)  # queued at frame 10, behind the first until frame 53
+    timeline.advance_to(60)
+    starts = {e.utterance: e for e in timeline.events if e.kind == "speech_start"}
+    assert (starts[first.id].queued_frames, starts[first.id].lead_frames) == (0, 3)
+    assert (starts[second.id].queued_frames, starts[second.id].lead_frames) == (43, 0)
+    ends = [e for e in timeline.events if e.kind == "speech_end"]
+    assert [(e.utterance, e.played_frames, e.interrupted) for e in ends] == [
+        (first.id, 50, False),
+        (second.id, 5, False),
+    ]
+
+
+def test_an_interrupt_ends_what_plays_with_the_position_reached() -> None:
+    timeline = SpeechTimeline(lead_frames=2, max_queued=4)
+    playing, waiting = file_utterance(40), file_utterance(10)
+    timeline.add(playing)
+    timeline.add(waiting)
+    timeline.advance_to(12)  # playing started at 2: 10 frames shown
+    timeline.interrupt()
+    events = [(e.kind, e.utterance, e.played_frames, e.interrupted) for e in timeline.events if e.frame == 12]
+    assert events == [
+        ("speech_end", playing.id, 10, True),
+        ("interrupted", playing.id, 10, True),
+        ("interrupted", waiting.id, 0, True),
+    ]
+    again = file_utterance(5)
+    timeline.add(again)
+    timeline.advance_to(20)
+    start = next(e for e in timeline.events if e.kind == "speech_start" and e.utterance == again.id)
+    assert (start.queued_frames, start.lead_frames) == (0, 2)

@@ -1,0 +1,1 @@
+"""Text to speech: engines (espeak-ng, OpenAI-compatible servers, piper) that stream PCM into a live utterance."""
