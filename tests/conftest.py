@@ -8,9 +8,12 @@ Each test gets its tier's marker, so `pytest -m unit` runs the fast tier alone.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from benchmarks.kit.collector import collector_paused
 
 TESTS = Path(__file__).parent
 TIERS = ("unit", "integration", "browser")
@@ -25,6 +28,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live in one of the tier directories {TIERS}")
         item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture
+def collector_off() -> Iterator[None]:
+    """Only an explicit collection frees reference cycles, as in a long-running edge."""
+    with collector_paused():
+        yield
 
 
 @pytest.fixture(scope="session")

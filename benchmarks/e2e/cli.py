@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
-import sys
 from pathlib import Path
 
-from benchmarks.e2e import BenchError
 from benchmarks.e2e.report import summarise
 from benchmarks.e2e.run import Options, run_bench
-from benchmarks.kit.viewer import ViewerError
+from benchmarks.e2e.written import run_and_write
 
 FULL_SECONDS, QUICK_SECONDS = 20.0, 4.0
 FULL_MAX_SESSIONS, QUICK_MAX_SESSIONS = 12, 2
@@ -64,15 +59,9 @@ def _run(args: argparse.Namespace) -> int:
         max_sessions=args.max_sessions or (QUICK_MAX_SESSIONS if args.quick else FULL_MAX_SESSIONS),
         seconds=args.seconds or (QUICK_SECONDS if args.quick else FULL_SECONDS),
     )
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("aioice").setLevel(logging.WARNING)  # a dozen lines per client connection
-    try:
-        result = summarise(asyncio.run(run_bench(options)))
-    except (BenchError, ViewerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    result = run_and_write(run_bench(options), summarise, args.json)
+    if result is None:
         return 1
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for level in result["levels"]:
         print(
             f"{level['sessions']:>3} sessions: {level['late_frame_pct']:6.2f} % late, "

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +16,7 @@ from benchmarks.e2e.analysis import analyse, median
 from benchmarks.e2e.clients import connect_clients, speak_and_interrupt
 from benchmarks.e2e.script import SpeechScript
 from benchmarks.e2e.services import MODEL, ProcessMeter, Services, model_lookahead, settle_rss_mb
+from benchmarks.kit.collector import collector_paused
 from benchmarks.kit.mouth import MouthMeter
 from benchmarks.kit.viewer import Viewer
 from lipstream.timebase import FRAME_SECONDS
@@ -70,18 +68,6 @@ async def idle_memory(
         "per_session": round(per_session, 2),
         "idle_sessions": {str(count): round(value, 1) for count, value in rss.items()},
     }
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """No garbage collection in this process while it measures: a pause would delay every
-    client's packets at once and look like a stall of the server."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 async def run_level(

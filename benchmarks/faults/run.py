@@ -13,10 +13,10 @@ import numpy as np
 from benchmarks.e2e import BenchError
 from benchmarks.e2e.analysis import VideoSeries, first_moving, moving_threshold
 from benchmarks.e2e.clients import connect_clients
-from benchmarks.e2e.run import collector_paused
 from benchmarks.e2e.services import Services
 from benchmarks.faults.health import HealthAnswer, HealthWatch, SessionAnswer
 from benchmarks.faults.injector import InferenceFaults
+from benchmarks.kit.collector import collector_paused
 from benchmarks.kit.mouth import MouthMeter
 from benchmarks.kit.speech import encode, syllables
 from benchmarks.kit.viewer import Viewer

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
-import sys
 from pathlib import Path
 
-from benchmarks.e2e import BenchError
-from benchmarks.kit.viewer import ViewerError
+from benchmarks.e2e.written import run_and_write
 from benchmarks.overload.report import plot_overload, summarise
 from benchmarks.overload.run import Options, run_overload
 from media_server.config import SessionConfig
@@ -51,21 +46,12 @@ def _run(args: argparse.Namespace) -> int:
             recovery_timeout_s=30.0,
             quick=False,
         )
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("aioice").setLevel(logging.WARNING)  # a dozen lines per connection
-    try:
-        result = summarise(asyncio.run(run_overload(options)))
-    except (BenchError, ViewerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    result = run_and_write(run_overload(options), summarise, args.json, plot_overload)
+    if result is None:
         return 1
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    png = args.json.with_suffix(".png")
-    plotted = plot_overload(result, png)
     print(
         f"{result['admitted']} of {options.viewers} viewers admitted (refusals: {result['refusals']}); "
         f"lowest frame rate {result['min_fps']} fps, {result['late_frame_pct']} % of speaking frames late; "
         f"a new session admitted {result['recovered_after_s']} s after the load ended"
     )
-    print(f"plot: {png}" if plotted else "no plot: matplotlib is not installed")
     return 0

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import weakref
-from collections.abc import Iterator
 
 import aiohttp
-import pytest
 from edge_helpers import running_edge, wait_for
 
 from benchmarks.kit.viewer import connect_viewer
-
-
-@pytest.fixture
-def collector_off() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 async def test_a_deleted_session_is_collected_once_the_edge_reclaims(collector_off: None) -> None:

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import weakref
-from collections.abc import Iterator
-
-import pytest
 
 from media_server.memory import Reclaimer
 
@@ -17,17 +13,6 @@ class Cycle:
 
     def __init__(self) -> None:
         self.me = self
-
-
-@pytest.fixture
-def collector_off() -> Iterator[None]:
-    """As in a long-running edge, where the thresholds seldom reach the oldest generation."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def garbage() -> weakref.ref[Cycle]:
