@@ -13,7 +13,9 @@ lipstream's conventions (the same on its own server and in a `lipstream models e
 repository, so an edge cannot tell them apart):
 - model `ID` has the model's own tensors (the contract: `input`, `audio` -> `output`, float32);
 - model `ID-compact` has the compact wire: `crop` UINT8 [B, S*3/2, S] (an I420 crop of side S),
-  `audio` FP16 [B, *audio_shape] -> `mouth` UINT8 [B, S*3/2, S] (I420), about 323 KB a frame in and out;
+  `audio` FP16 [B, N] (the model's audio window flattened: 8192 values for the contract's 32x16x16)
+  -> `mouth` UINT8 [B, S*3/2, S] (I420), about 323 KB a frame in and out. Both inputs' shapes follow
+  from their byte counts, so a client needs to know nothing of the model to send a frame;
 - request parameter `timeout` (int64, microseconds; Triton's own) is a frame's budget;
 - lipstream's server adds response parameters `queue_us`, `compute_us`, `batch_size`, `total_us`;
 - a model's config carries parameter `lipstream.lookahead_frames` (the edge's audio look-ahead);
@@ -23,6 +25,7 @@ repository, so an edge cannot tell them apart):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -79,7 +82,7 @@ class TensorSpec(NamedTuple):
 def compact_tensors(crop_size: int, audio_shape: Sequence[int]) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The compact variant's inputs and outputs for a model of this crop size and audio window."""
     crop = (-1, *i420_shape(crop_size))
-    inputs = [TensorSpec(CROP, "UINT8", crop), TensorSpec(AUDIO, "FP16", (-1, *audio_shape))]
+    inputs = [TensorSpec(CROP, "UINT8", crop), TensorSpec(AUDIO, "FP16", (-1, math.prod(audio_shape)))]
     return inputs, [TensorSpec(MOUTH, "UINT8", crop)]
 
 

@@ -22,9 +22,9 @@ def infer_input(name: str, array: np.ndarray, datatype: str | None = None) -> tr
 
 
 def compact_inputs(crop_i420: bytes, size: int, audio: np.ndarray) -> list[triton.InferInput]:
-    """One frame for a model's `-compact` variant: the I420 crop as uint8 rows, the float16 audio window."""
+    """One frame for a model's `-compact` variant: the I420 crop as uint8 rows, the float16 audio window flat."""
     crop = np.frombuffer(crop_i420, np.uint8).reshape(1, *kserve.i420_shape(size))
-    return [infer_input(kserve.CROP, crop), infer_input(kserve.AUDIO, audio.astype(np.float16)[None])]
+    return [infer_input(kserve.CROP, crop), infer_input(kserve.AUDIO, audio.astype(np.float16).reshape(1, -1))]
 
 
 class StreamResults:

@@ -25,6 +25,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
         ("edge", "sessions:\n  max_sessions: 0\n", "sessions.max_sessions"),
         ("edge", "video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
         ("edge", "http:\n  prot: 1\n", "http.prot"),
+        ("edge", "inference:\n  protocol: grpc\n", "inference.protocol"),
         ("edge", "- not a mapping\n", "top level must be a mapping"),
     ],
 )
@@ -49,8 +50,21 @@ def test_env_and_flags_override_the_file(tmp_path: Path, monkeypatch: pytest.Mon
     assert (config.server.port, config.batching.max_batch) == (7000, 16)
     monkeypatch.setenv("LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS", "3")
     assert load_edge_config(None).sessions.max_sessions == 3
+    monkeypatch.setenv("LIPSTREAM_EDGE_INFERENCE__PROTOCOL", "kserve")
+    assert load_edge_config(None).inference.protocol == "kserve"
+    assert load_edge_config(None, {"inference.protocol": "lipsync"}).inference.protocol == "lipsync"
 
 
 def test_shipped_configs_are_the_defaults() -> None:
     assert load_inference_config(CONFIGS / "inference.yaml") == load_inference_config(None)
     assert load_edge_config(CONFIGS / "edge.yaml") == load_edge_config(None)
+
+
+def test_the_edge_flag_reaches_the_inference_protocol() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "lipstream.cli", "edge", "--inference-protocol", "grpc"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2 and "inference.protocol" in run.stderr
