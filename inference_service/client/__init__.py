@@ -28,6 +28,7 @@ __all__ = [
     "InferenceClient",
     "InferenceUnavailable",
     "ProtocolName",
+    "WIRES",
     "channel_target",
     "wait_until_serving",
 ]

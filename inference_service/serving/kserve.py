@@ -33,6 +33,7 @@ from protos.kserve import service_pb2, service_pb2_grpc
 from protos.lipsync.v1 import lipsync_pb2 as pb
 
 Response: TypeAlias = service_pb2.ModelInferResponse
+StreamResponse: TypeAlias = service_pb2.ModelStreamInferResponse
 
 
 class KServeService(service_pb2_grpc.GRPCInferenceServiceServicer):
@@ -85,7 +86,7 @@ class KServeService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         with self.engine.caller():
             try:
-                return await self.begin(request, time.perf_counter(), context.time_remaining())
+                return await self.begin(request, time.perf_counter(), context.time_remaining(), Response())
             except Exception as exc:  # noqa: BLE001 - every failure has its status
                 await context.abort(*self._failure(request, exc))
 
@@ -95,46 +96,51 @@ class KServeService(service_pb2_grpc.GRPCInferenceServiceServicer):
         budget = context.time_remaining()
         with self.engine.caller():
             async for request, result in in_order(
-                request_iterator, lambda request, received: self.begin(request, received, budget)
+                request_iterator, lambda request, received: self.begin(request, received, budget, StreamResponse())
             ):
                 try:
-                    yield service_pb2.ModelStreamInferResponse(infer_response=await result)
+                    yield await result
                 except Exception as exc:  # noqa: BLE001 - a failed request is answered, the stream goes on
                     code, message = self._failure(request, exc)
-                    yield service_pb2.ModelStreamInferResponse(
-                        error_message=f"{code.name}: {message}",
-                        infer_response=Response(model_name=request.model_name, id=request.id),
-                    )
+                    answer = StreamResponse(error_message=f"{code.name}: {message}")
+                    answer.infer_response.model_name = request.model_name
+                    answer.infer_response.id = request.id
+                    yield answer
 
     def _failure(self, request: Any, exc: BaseException) -> Status:
         status = status_of(exc)
         self.metrics.failures.labels(request.model_name, status.code.name).inc()
         return status
 
-    def begin(self, request: Any, received: float, budget_s: float | None) -> Awaitable[Response]:
-        """Queue the request's frames now, in arrival order; the awaitable gives its response or raises.
+    def begin(self, request: Any, received: float, budget_s: float | None, into: Any) -> Awaitable[Any]:
+        """Queue the request's frames now, in arrival order; the awaitable fills `into` and gives it, or raises.
 
+        `into` is a ModelInferResponse, or a ModelStreamInferResponse whose `infer_response` is filled
+        in place (building it apart and nesting it would copy the mouth, and costs more than the rest).
         With its model loaded the frames are submitted here (no task, no extra trip through the
         event loop); only a request whose model must be loaded first gets a task of its own.
         """
         try:
             served = kserve_models.resolve(self.registry.specs, request.model_name, request.model_version)
             self.metrics.requests.labels(served.spec.id).inc()
-            timeout_us = request.parameters[kserve.TIMEOUT_PARAM].int64_param
-            if timeout_us > 0:
-                budget_s = min(budget_s, timeout_us / 1e6) if budget_s else timeout_us / 1e6
+            timeout = request.parameters.get(kserve.TIMEOUT_PARAM)
+            if timeout is not None and timeout.int64_param > 0:
+                frame_budget = timeout.int64_param / 1e6
+                budget_s = min(budget_s, frame_budget) if budget_s else frame_budget
             model = self.registry.peek(served.spec.id)
             if model is None:
-                return asyncio.ensure_future(self._load_and_run(served, request, received, budget_s))
+                return asyncio.ensure_future(self._load_and_run(served, request, received, budget_s, into))
             submitted = self._submit(served, model, request, received, budget_s)
         except Exception as exc:  # noqa: BLE001 - answered in the request's turn
             return failed(exc)
-        return self._respond(served, model, request, received, submitted)
+        return self._respond(served, model, request, received, submitted, into)
 
-    async def _load_and_run(self, served: Served, request: Any, received: float, budget_s: float | None) -> Response:
+    async def _load_and_run(
+        self, served: Served, request: Any, received: float, budget_s: float | None, into: Any
+    ) -> Any:
         model = await self.registry.get(served.spec.id)
         submitted = self._submit(served, model, request, received, budget_s)
-        return await self._respond(served, model, request, received, submitted)
+        return await self._respond(served, model, request, received, submitted, into)
 
     def _submit(
         self, served: Served, model: LoadedModel, request: Any, received: float, budget_s: float | None
@@ -158,9 +164,11 @@ class KServeService(service_pb2_grpc.GRPCInferenceServiceServicer):
         request: Any,
         received: float,
         submitted: list[asyncio.Future[Completed[Any]]],
-    ) -> Response:
-        done = await asyncio.gather(*submitted)
-        response = Response(model_name=served.name, model_version=kserve_models.VERSION, id=request.id)
+        into: Any,
+    ) -> Any:
+        done = [await submitted[0]] if len(submitted) == 1 else await asyncio.gather(*submitted)
+        response = getattr(into, "infer_response", into)  # a stream answer holds the response it gives
+        response.model_name, response.model_version, response.id = served.name, kserve_models.VERSION, request.id
         fill_response(response, self._outputs(served, done), [output.name for output in request.outputs])
         total_s = 0.0
         for completed in done:
@@ -169,7 +177,7 @@ class KServeService(service_pb2_grpc.GRPCInferenceServiceServicer):
         values = (timings.queue_us, timings.compute_us, timings.batch_size, int(total_s * 1e6))
         for name, value in zip(kserve.TIMING_PARAMS, values):
             response.parameters[name].int64_param = value
-        return response
+        return into
 
     def _outputs(self, served: Served, done: list[Completed[Any]]) -> list[TensorBytes]:
         """The model's own output tensors, or the compact variant's I420 mouths as one batch."""
