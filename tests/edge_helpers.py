@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
 import numpy as np
@@ -13,7 +14,8 @@ from aiohttp import web
 from inference_helpers import make_config
 
 from benchmarks.kit.mouth import MouthMeter
-from benchmarks.kit.viewer import ReceivedVideo, Viewer
+from benchmarks.kit.speech import encode, voiced_bursts
+from benchmarks.kit.viewer import ReceivedVideo, Viewer, connect_viewer
 from inference_service.serving.server import InferenceServer
 from media_server.avatars.bundled import ensure_bundled_avatar
 from media_server.avatars.store import LoadedAvatar
@@ -97,3 +99,26 @@ async def health_until(http: aiohttp.ClientSession, url: str, status: int, timeo
                 assert response.status == status, await response.text()
                 return await response.json()
         await asyncio.sleep(0.2)
+
+
+class SpeechMotion(NamedTuple):
+    """The mouth meter's readings while a viewer's avatar was idle before speech, and while it spoke."""
+
+    idle: np.ndarray
+    speaking: np.ndarray
+
+
+async def talk(http: aiohttp.ClientSession, edge: RunningEdge, seconds: float, timeout_s: float = 20) -> SpeechMotion:
+    """A viewer connects, watches the idle avatar, sends `seconds` of voiced bursts and watches it speak."""
+    viewer = await connect_viewer(http, edge.url)
+    avatar = await edge.edge.load_avatar("default")
+    try:
+        await wait_for(lambda: len(viewer.video_frames) >= 30, timeout_s, "idle video")
+        await speak(http, edge.url, viewer, encode(voiced_bursts(seconds)))
+        await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), timeout_s, "speech end")
+    finally:
+        await viewer.close()
+    motion = mouth_motion(avatar, viewer.video_frames)
+    start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
+    end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
+    return SpeechMotion(motion[5 : start - 2], motion[start:end])

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
 import grpc
 import numpy as np
-from edge_helpers import health_until, mouth_motion, running_edge, speak, wait_for
+from edge_helpers import health_until, running_edge, talk
 from inference_helpers import make_config
 
-from benchmarks.kit.speech import encode, voiced_bursts
-from benchmarks.kit.viewer import connect_viewer
 from inference_service.metrics import InferenceMetrics
 from inference_service.runtime.engine import InferenceEngine
 from inference_service.serving.kserve import KServeService
@@ -46,19 +43,9 @@ async def test_a_kserve_edge_session_talks() -> None:
         async with running_edge(with_inference=False, inference=targets) as edge, aiohttp.ClientSession() as http:
             assert (await health_until(http, edge.url, 200))["status"] == "ok", "ServerReady is the edge's health"
             assert await edge.edge.lookahead_frames(MODEL) == 1, "the look-ahead comes from the model's config"
-            viewer = await connect_viewer(http, edge.url)
-            avatar = await edge.edge.load_avatar("default")
-            try:
-                await wait_for(lambda: len(viewer.video_frames) >= 30, 20, "idle video")
-                await speak(http, edge.url, viewer, encode(voiced_bursts(2.0)))
-                await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), 15, "speech end")
-                await asyncio.sleep(0.5)  # trailing silence
-            finally:
-                await viewer.close()
-    motion = mouth_motion(avatar, viewer.video_frames)
-    start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
-    end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
-    assert motion[5 : start - 2].max() < 4, "the mouth moved in silence"
-    assert np.percentile(motion[start:end], 90) > 12, "speech did not move the mouth"
+            motion = await talk(http, edge, seconds=2.0)
+    assert motion.idle.max() < 4, "the mouth moved in silence"
+    assert np.percentile(motion.speaking, 90) > 12, "speech did not move the mouth"
     served = metrics.registry.get_sample_value("lipstream_inference_frames_total", {"model": MODEL})
-    assert served is not None and served >= 0.8 * (end - start), f"{served} frames over KServe for {end - start}"
+    frames = len(motion.speaking)
+    assert served is not None and served >= 0.8 * frames, f"{served} frames over KServe for {frames} speaking"

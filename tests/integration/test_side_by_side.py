@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 
 import grpc
 import tritonclient.grpc as triton
+from inference_helpers import start_inference_process
 from tritonclient.grpc import service_pb2
 
 from inference_service.client import wait_until_serving
@@ -21,9 +19,7 @@ from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
 async def test_lipstream_inference_starts_beside_tritonclient_and_answers_both() -> None:
     assert service_pb2.DESCRIPTOR.package == "inference" and pb.DESCRIPTOR.package == "lipsync.v1"
     port = free_port()
-    command = [sys.executable, "-m", "lipstream.cli", "--log-level", "WARNING", "inference", "--port", str(port),
-               "--metrics-port", "0"]  # fmt: skip
-    inference = subprocess.Popen(command, env=os.environ.copy())
+    inference = start_inference_process(port)
     try:
         await wait_until_serving(f"127.0.0.1:{port}", 120)
 

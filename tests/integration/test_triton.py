@@ -20,13 +20,11 @@ import aiohttp
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from edge_helpers import mouth_motion, running_edge, speak, wait_for
+from edge_helpers import running_edge, talk
 from inference_helpers import i420_crop, make_config
 from kserve_helpers import compact_inputs
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.kit.speech import encode, voiced_bursts
-from benchmarks.kit.viewer import connect_viewer
 from inference_service.serving.server import InferenceServer
 from lipstream.lifecycle import free_port
 
@@ -110,16 +108,6 @@ async def test_triton_serves_the_export_as_lipstream_does_and_an_edge_talks_thro
         sessions = {"pipeline_frames": 6}
         edge_running = running_edge(with_inference=False, inference=inference, sessions=sessions)
         async with edge_running as edge, aiohttp.ClientSession() as http:
-            viewer = await connect_viewer(http, edge.url)
-            avatar = await edge.edge.load_avatar("default")
-            try:
-                await wait_for(lambda: len(viewer.video_frames) >= 30, 30, "idle video")
-                await speak(http, edge.url, viewer, encode(voiced_bursts(2.0)))
-                await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), 20, "speech end")
-            finally:
-                await viewer.close()
-    motion = mouth_motion(avatar, viewer.video_frames)
-    start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
-    end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
-    assert motion[5 : start - 2].max() < 4, "the mouth moved in silence"
-    assert np.percentile(motion[start:end], 90) > 12, "speech through Triton did not move the mouth"
+            motion = await talk(http, edge, seconds=2.0, timeout_s=30)
+    assert motion.idle.max() < 4, "the mouth moved in silence"
+    assert np.percentile(motion.speaking, 90) > 12, "speech through Triton did not move the mouth"
