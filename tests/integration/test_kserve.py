@@ -210,6 +210,11 @@ async def test_bad_requests_get_the_protocols_status_naming_the_tensor(server: I
                 "wrong version": status_of(
                     lambda: kserve.infer("one", [infer_input("audio", audio)], model_version="3")
                 ),
+                "budget": status_of(  # Triton's `timeout` parameter, in microseconds: a frame's budget
+                    lambda: kserve.infer(
+                        "one-compact", [infer_input("crop", crop), infer_input("audio", audio)], timeout=1
+                    )
+                ),
             }
 
     statuses = await asyncio.to_thread(calls)
@@ -222,6 +227,7 @@ async def test_bad_requests_get_the_protocols_status_naming_the_tensor(server: I
         "unknown input": (invalid, "x: the model has no input of that name"),
         "unknown output": (invalid, "lips: the model has no output"),
         "wrong version": ("StatusCode.NOT_FOUND", "unknown version '3'"),
+        "budget": ("StatusCode.DEADLINE_EXCEEDED", "frame budget"),
     }
     for case, (code, words) in expected.items():
         assert statuses[case][0] == code and words in statuses[case][1], (case, statuses[case])
