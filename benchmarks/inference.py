@@ -134,7 +134,9 @@ async def _run_streams(
     }
 
 
-async def _bench_model(model: str, stream_counts: list[int], seconds: float, protocols: list[str]) -> list[dict]:
+async def _bench_model(
+    model: str, stream_counts: list[int], seconds: float, protocols: list[str], rounds: int
+) -> list[dict]:
     spec = next(s for s in load_inference_config(None).models if s.id == model)
     template = _frame(model, spec.crop_size, spec.audio_shape, np.random.default_rng(0))
     runs = []
@@ -143,22 +145,30 @@ async def _bench_model(model: str, stream_counts: list[int], seconds: float, pro
         process = _start_server(model, batching, port)
         try:
             await wait_until_serving(f"127.0.0.1:{port}", 300)
+            server = psutil.Process(process.pid)
             for streams in stream_counts:
-                for protocol in protocols:  # back to back on one server: their ratio is the protocol's cost
-                    result = await _run_streams(psutil.Process(process.pid), port, protocol, template, streams, seconds)
-                    run = {"model": model, "protocol": protocol, "streams": streams, "batching": batching, **result}
-                    run["wire_ratio_vs_float32"] = run["wire_bytes_per_frame"] / OLD_WIRE_BYTES_PER_FRAME
-                    print(json.dumps(run), file=sys.stderr)
-                    runs.append(run)
+                # Protocols take turns on one server, `rounds` times: each round's ratio is measured within
+                # seconds, so a busy machine's drift over the minute weighs on both sides alike.
+                for round_ in range(rounds):
+                    for protocol in protocols:
+                        result = await _run_streams(server, port, protocol, template, streams, seconds)
+                        run: dict[str, Any] = {"model": model, "protocol": protocol, "streams": streams}
+                        run.update(batching=batching, round=round_, **result)
+                        run["wire_ratio_vs_float32"] = result["wire_bytes_per_frame"] / OLD_WIRE_BYTES_PER_FRAME
+                        print(json.dumps(run), file=sys.stderr)
+                        runs.append(run)
         finally:
             process.terminate()
             process.wait(timeout=30)
     return runs
 
 
+RATIOS = ("overhead_ratio", "p50_ratio", "server_cpu_ratio", "frames_per_s_ratio")
+
+
 def compare_protocols(runs: list[dict], baseline: str = "lipsync") -> list[dict]:
-    """Each non-baseline protocol's run against the baseline's with the same model, streams and batching."""
-    key = ("model", "streams", "batching")
+    """Each non-baseline protocol's run against the baseline's of the same model, streams, batching and round."""
+    key = ("model", "streams", "batching", "round")
     base = {tuple(run[k] for k in key): run for run in runs if run["protocol"] == baseline}
     comparisons = []
     for run in runs:
@@ -179,23 +189,49 @@ def compare_protocols(runs: list[dict], baseline: str = "lipsync") -> list[dict]
     return comparisons
 
 
-def run_bench(models: list[str], stream_counts: list[int], seconds: float, protocols: list[str]) -> dict:
+def summarise(comparisons: list[dict]) -> list[dict]:
+    """Per model, streams, batching and protocol: each ratio's median over the rounds, and its range."""
+    groups: dict[tuple, list[dict]] = {}
+    for comparison in comparisons:
+        key = tuple(comparison[k] for k in ("model", "streams", "batching", "protocol"))
+        groups.setdefault(key, []).append(comparison)
+    summary = []
+    for (model, streams, batching, protocol), group in groups.items():
+        entry: dict = {"model": model, "streams": streams, "batching": batching, "protocol": protocol}
+        entry["rounds"] = len(group)
+        for ratio in RATIOS:
+            values = [c[ratio] for c in group if c[ratio] is not None]
+            entry[ratio] = (
+                {"median": float(np.median(values)), "min": min(values), "max": max(values)} if values else None
+            )
+        entry["wire_bytes_difference"] = max(c["wire_bytes_difference"] for c in group)
+        summary.append(entry)
+    return summary
+
+
+def run_bench(
+    models: list[str], stream_counts: list[int], seconds: float, protocols: list[str], rounds: int = 1
+) -> dict:
+    load_before = os.getloadavg()
     runs: list[dict] = []
     for model in models:
-        runs.extend(asyncio.run(_bench_model(model, stream_counts, seconds, protocols)))
+        runs.extend(asyncio.run(_bench_model(model, stream_counts, seconds, protocols, rounds)))
+    comparisons = compare_protocols(runs)
     return {
         "bench": "inference",
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "load_average": os.getloadavg(),  # at the end of the run: the machine is shared
+            "load_average": {"start": load_before, "end": os.getloadavg()},  # the machine is shared
         },
         "old_wire_bytes_per_frame": OLD_WIRE_BYTES_PER_FRAME,
         "seconds_per_run": seconds,
         "protocols": protocols,
+        "rounds": rounds,
         "runs": runs,
-        "protocol_comparison": compare_protocols(runs),
+        "protocol_comparison": comparisons,
+        "protocol_summary": summarise(comparisons),
     }
 
 
@@ -212,7 +248,7 @@ def _handler(args: argparse.Namespace) -> int:
         print(f"unknown protocol(s) {', '.join(unknown)}; known: {', '.join(WIRES)}", file=sys.stderr)
         return 2
     streams = [int(n) for n in args.streams.split(",")]
-    report = run_bench(models, streams, args.seconds, protocols)
+    report = run_bench(models, streams, args.seconds, protocols, args.rounds)
     text = json.dumps(report, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n")
@@ -227,6 +263,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each run")
     parser.add_argument(
         "--protocol", default="lipsync", help="comma-separated: lipsync (lipsync.v1), kserve (KServe v2), or both"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="protocols take turns this many times per stream count (ratios' spread)"
     )
     parser.add_argument("--json", help="write the results here")
     parser.set_defaults(handler=_handler)
