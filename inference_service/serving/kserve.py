@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any, TypeAlias
 
 import grpc
@@ -94,18 +95,20 @@ class KServeService(service_pb2_grpc.GRPCInferenceServiceServicer):
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
         budget = context.time_remaining()
+        results = in_order(
+            request_iterator, lambda request, received: self.begin(request, received, budget, StreamResponse())
+        )
         with self.engine.caller():
-            async for request, result in in_order(
-                request_iterator, lambda request, received: self.begin(request, received, budget, StreamResponse())
-            ):
-                try:
-                    yield await result
-                except Exception as exc:  # noqa: BLE001 - a failed request is answered, the stream goes on
-                    code, message = self._failure(request, exc)
-                    answer = StreamResponse(error_message=f"{code.name}: {message}")
-                    answer.infer_response.model_name = request.model_name
-                    answer.infer_response.id = request.id
-                    yield answer
+            async with aclosing(results):  # its reader ends with the call, however the call ends
+                async for request, result in results:
+                    try:
+                        yield await result
+                    except Exception as exc:  # noqa: BLE001 - a failed request is answered, the stream goes on
+                        code, message = self._failure(request, exc)
+                        answer = StreamResponse(error_message=f"{code.name}: {message}")
+                        answer.infer_response.model_name = request.model_name
+                        answer.infer_response.id = request.id
+                        yield answer
 
     def _failure(self, request: Any, exc: BaseException) -> Status:
         status = status_of(exc)

@@ -7,6 +7,7 @@ import hmac
 import platform
 import time
 from collections.abc import AsyncIterator, Awaitable
+from contextlib import aclosing
 from typing import Any, NamedTuple
 
 import grpc
@@ -105,9 +106,9 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         try:
             submitted = self._submit(model, request, received, budget_s)
         except Exception as exc:  # noqa: BLE001 - every failure is reported on its frame
-            refused: asyncio.Future[pb.FrameResult] = asyncio.get_running_loop().create_future()
-            refused.set_result(self._failure(request, exc))
-            return refused
+            failed: asyncio.Future[pb.FrameResult] = asyncio.get_running_loop().create_future()
+            failed.set_result(self._failure(request, exc))
+            return failed
         return self._complete(request, model, submitted.future, submitted.output_format, received)
 
     def _result(
@@ -141,11 +142,11 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         self, request_iterator: AsyncIterator[pb.FrameRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.FrameResult]:
         budget = context.time_remaining()
+        results = in_order(request_iterator, lambda request, received: self.begin(request, received, budget))
         with self.engine.caller():
-            async for started in in_order(
-                request_iterator, lambda request, received: self.begin(request, received, budget)
-            ):
-                yield await started.result
+            async with aclosing(results):  # its reader ends with the call, however the call ends
+                async for started in results:
+                    yield await started.result
 
     async def Infer(self, request: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
         received = time.perf_counter()

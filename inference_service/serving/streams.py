@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Generic, NamedTuple, TypeVar
 
 Request = TypeVar("Request")
@@ -25,7 +25,7 @@ class Started(NamedTuple, Generic[Request, Result]):
 
 async def in_order(
     requests: AsyncIterator[Request], begin: Callable[[Request, float], Awaitable[Result]]
-) -> AsyncIterator[Started[Request, Result]]:
+) -> AsyncGenerator[Started[Request, Result], None]:
     """Each request with its awaitable (from `begin(request, received)`), in request order; the caller awaits it.
 
     Ends when the client stops sending and every result was taken; a broken request stream raises.
@@ -39,7 +39,7 @@ async def in_order(
         finally:
             await pending.put(None)
 
-    reader = asyncio.create_task(read())
+    reader = asyncio.create_task(read(), name="serving-stream-reader")
     try:
         while (started := await pending.get()) is not None:
             yield started

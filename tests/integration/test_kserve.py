@@ -295,3 +295,26 @@ async def test_frames_of_both_protocols_share_model_runs(tmp_path: Path) -> None
         runs = running.metrics.registry.get_sample_value("lipstream_inference_batch_size_count", {"model": "one"})
     assert max(from_lipsync) == 2 and max(from_kserve) == 2, (from_lipsync, from_kserve)
     assert runs is not None and runs < 20, "20 frames in fewer model runs: frames of the two protocols were batched"
+
+
+async def test_a_stream_cancelled_mid_flight_leaves_no_reader_behind(server: InferenceServer) -> None:
+    request = service_pb2.ModelInferRequest(model_name=f"{MOUTH}-compact")
+    request.inputs.add(name="crop", datatype="UINT8", shape=[1, 480, 320])
+    request.inputs.add(name="audio", datatype="FP16", shape=[1, 8192])
+    request.raw_input_contents.extend([i420_crop(320), bytes(2 * 8192)])
+
+    def readers() -> list[asyncio.Task]:
+        return [t for t in asyncio.all_tasks() if t.get_name() == "serving-stream-reader" and not t.done()]
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer()
+        for _ in range(6):
+            await call.write(request)
+        await call.read()
+        assert readers(), "the stream's reader runs while the call is open"
+        call.cancel()
+    for _ in range(50):  # the server learns of the cancellation from the transport
+        if not readers():
+            break
+        await asyncio.sleep(0.02)
+    assert not readers(), "a cancelled call's reader must end with it"
