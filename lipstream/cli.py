@@ -25,7 +25,7 @@ COMMANDS = {
     "serve": "signaling.server",
     "edge": "signaling.server",
     "inference": "inference_service.serving.cli",
-    "models": "inference_service.models.cli",
+    "models": "inference_service.triton.cli",  # build and list, and export-triton
     "avatar": "media_server.avatars.cli",
     "bench": "benchmarks.cli",
 }

@@ -29,6 +29,9 @@ class HttpConfig(StrictModel):
 
 class InferenceTargetsConfig(StrictModel):
     targets: list[str] = Field(default_factory=lambda: ["127.0.0.1:50051"], min_length=1)
+    protocol: Literal["lipsync", "kserve"] = Field(
+        "lipsync", description="lipsync.v1, or KServe v2 (e.g. NVIDIA Triton serving an export-triton repository)"
+    )
     max_message_mb: float = Field(16.0, gt=0)
     backoff_initial_s: float = Field(0.1, gt=0)
     backoff_max_s: float = Field(5.0, gt=0)

@@ -57,6 +57,7 @@ class Edge:
         targets = config.inference
         self.inference = InferenceClient(
             targets.targets,
+            protocol=targets.protocol,
             max_message_mb=targets.max_message_mb,
             backoff_initial_s=targets.backoff_initial_s,
             backoff_max_s=targets.backoff_max_s,
@@ -107,10 +108,12 @@ class Edge:
         """
         if model_id not in self._lookahead:
             try:
-                models = await self.inference.list_models()
-                self._lookahead.update({model.id: model.layout.lookahead_frames for model in models})
+                declared = await self.inference.lookahead_frames(model_id)
             except Exception as exc:  # noqa: BLE001 - the inference tier may be down; sessions still start
-                log.warning("cannot ask the inference tier for model layouts: %s", exc)
+                log.warning("cannot ask the inference tier for model %s's layout: %s", model_id, exc)
+            else:
+                if declared is not None:
+                    self._lookahead[model_id] = declared
         if model_id in self._lookahead:
             return self._lookahead[model_id]
         return BUILTIN_LOOKAHEAD_FRAMES.get(model_id, FULL_WINDOW_LOOKAHEAD_FRAMES)

@@ -58,8 +58,13 @@ async def run_edge(config: EdgeConfig, stop: asyncio.Event) -> None:
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()
     warm = asyncio.create_task(_warm_default_avatar(edge, config.avatars.default))
+    targets = config.inference
     log.info(
-        "edge on http://%s:%d (inference: %s)", config.http.host, config.http.port, ", ".join(config.inference.targets)
+        "edge on http://%s:%d (inference: %s over %s)",
+        config.http.host,
+        config.http.port,
+        ", ".join(targets.targets),
+        targets.protocol,
     )
     try:
         await stop.wait()
@@ -75,6 +80,7 @@ def _edge_config(args: argparse.Namespace, inference: list[str] | None) -> EdgeC
             "http.host": args.host,
             "http.port": args.port,
             "inference.targets": inference,
+            "inference.protocol": args.inference_protocol,
             "avatars.directory": str(args.avatars) if getattr(args, "avatars", None) else None,
             "tts.engine": args.tts_engine,
         },
@@ -148,6 +154,9 @@ def _add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="HTTP port (default 8080)")
     parser.add_argument("--avatars", type=Path, help="directory of avatar directories")
     parser.add_argument("--tts-engine", help="the default text-to-speech engine: espeak-ng, openai or piper")
+    parser.add_argument(
+        "--inference-protocol", metavar="lipsync|kserve", help="how frames reach inference (default lipsync)"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

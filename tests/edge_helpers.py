@@ -14,6 +14,7 @@ from aiohttp import web
 from inference_helpers import make_config
 
 from benchmarks.kit.mouth import MouthMeter
+from benchmarks.kit.speech import encode, voiced_bursts
 from benchmarks.kit.viewer import ReceivedVideo, Viewer, connect_viewer
 from inference_service.serving.server import InferenceServer
 from media_server.avatars.bundled import ensure_bundled_avatar
@@ -110,3 +111,43 @@ async def wait_for(predicate, timeout: float, what: str) -> None:
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def speak(http: aiohttp.ClientSession, url: str, viewer: Viewer, audio: bytes) -> dict:
+    async with http.post(f"{url}/sessions/{viewer.session_id}/speech", data=audio, headers=viewer.auth()) as r:
+        assert r.status == 202, await r.text()
+        return await r.json()
+
+
+async def health_until(http: aiohttp.ClientSession, url: str, status: int, timeout_s: float = 5.0) -> dict:
+    """GET /health until it answers `status` (the edge refreshes it in the background)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        async with http.get(f"{url}/health") as response:
+            if response.status == status or asyncio.get_running_loop().time() > deadline:
+                assert response.status == status, await response.text()
+                return await response.json()
+        await asyncio.sleep(0.2)
+
+
+class SpeechMotion(NamedTuple):
+    """The mouth meter's readings while a viewer's avatar was idle before speech, and while it spoke."""
+
+    idle: np.ndarray
+    speaking: np.ndarray
+
+
+async def talk(http: aiohttp.ClientSession, edge: RunningEdge, seconds: float, timeout_s: float = 20) -> SpeechMotion:
+    """A viewer connects, watches the idle avatar, sends `seconds` of voiced bursts and watches it speak."""
+    viewer = await connect_viewer(http, edge.url)
+    avatar = await edge.edge.load_avatar("default")
+    try:
+        await wait_for(lambda: len(viewer.video_frames) >= 30, timeout_s, "idle video")
+        await speak(http, edge.url, viewer, encode(voiced_bursts(seconds)))
+        await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), timeout_s, "speech end")
+    finally:
+        await viewer.close()
+    motion = mouth_motion(avatar, viewer.video_frames)
+    start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
+    end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
+    return SpeechMotion(motion[5 : start - 2], motion[start:end])

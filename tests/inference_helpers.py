@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +106,10 @@ def compact_frame(
         ),
         **extra,
     )
+
+
+def start_inference_process(port: int) -> subprocess.Popen[bytes]:
+    """`lipstream inference` in a process of its own on `port` (metrics on a free port), as a user starts it."""
+    command = [sys.executable, "-m", "lipstream.cli", "--log-level", "WARNING", "inference", "--port", str(port),
+               "--metrics-port", "0"]  # fmt: skip
+    return subprocess.Popen(command, env=os.environ.copy())

@@ -33,8 +33,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds `models build` and `models list`."""
+def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Adds `models build` and `models list`; returns the `models` actions, for `export-triton` to join."""
     models = subparsers.add_parser("models", help="generate and list the built-in ONNX models")
     commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
@@ -45,3 +45,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     listing = commands.add_parser("list", help="built-in models, their look-ahead and whether they are built")
     listing.set_defaults(handler=_cmd_list)
+    return commands

@@ -8,6 +8,7 @@ and the old ones finish what they hold before they close.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import numpy as np
 
 from inference_service.config import InferenceConfig
 from inference_service.metrics import InferenceMetrics
-from inference_service.runtime.batcher import Batcher, Completed
+from inference_service.runtime.batcher import Batcher, BatchTimings, Completed
 from inference_service.runtime.layout import CompactFrame
 from inference_service.runtime.registry import LoadedModel, ModelRegistry
 from inference_service.runtime.runs import run_compact, run_raw
@@ -61,6 +62,13 @@ class InferenceEngine:
     ) -> asyncio.Future[Completed[list[pb.Tensor]]]:
         batcher = self._batcher(self._raw, model, lambda frames: run_raw(model, frames))
         return batcher.submit(tensors, received, budget_s)
+
+    def completed(self, model_id: str, timings: BatchTimings, received: float) -> float:
+        """A frame's result is ready: its latency and queueing go to the metrics; returns seconds since receipt."""
+        total = time.perf_counter() - received
+        self.metrics.latency.labels(model_id).observe(total)
+        self.metrics.queue_time.labels(model_id).observe(timings.queue_us / 1e6)
+        return total
 
     def _batcher(
         self,

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from inference_service.runtime.layout import LayoutError
 from protos.lipsync.v1 import lipsync_pb2 as pb
 
-DTYPES: dict[pb.DType, np.dtype] = {
+DTYPES: dict[int, np.dtype] = {
     pb.DTYPE_UINT8: np.dtype("<u1"),
     pb.DTYPE_FLOAT16: np.dtype("<f2"),
     pb.DTYPE_FLOAT32: np.dtype("<f4"),
@@ -23,7 +23,7 @@ ORT_TYPES = {
     "tensor(float)": pb.DTYPE_FLOAT32,
     "tensor(int64)": pb.DTYPE_INT64,
 }
-_DTYPE_CODES = {dtype: code for code, dtype in DTYPES.items()}
+_DTYPE_CODES: dict[np.dtype, pb.DType] = {dtype: cast("pb.DType", code) for code, dtype in DTYPES.items()}
 
 
 BatchKey = tuple[tuple[str, tuple[int, ...]], ...]
@@ -45,18 +45,36 @@ def signatures(args: Sequence[Any]) -> dict[str, TensorSignature]:
     return result
 
 
-def decode_raw(raw: pb.RawInput, expected: dict[str, TensorSignature]) -> dict[str, np.ndarray]:
-    """Validate every tensor (name, dtype, shape, byte count) and view it as an array."""
+class TensorBytes(Protocol):
+    """A named tensor as little-endian bytes: lipsync.v1's `Tensor`, or a KServe input with its contents."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def dtype(self) -> int: ...
+    @property
+    def shape(self) -> Sequence[int]: ...
+    @property
+    def data(self) -> bytes: ...
+
+
+def decode_raw(
+    tensors: Iterable[TensorBytes],
+    expected: dict[str, TensorSignature],
+    dtype_name: Callable[[int], str] = pb.DType.Name,
+) -> dict[str, np.ndarray]:
+    """Validate every tensor (name, dtype, shape, byte count) and view it as an array.
+
+    `dtype_name` spells dtypes in errors as the caller's protocol does.
+    """
     arrays: dict[str, np.ndarray] = {}
-    for tensor in raw.inputs:
+    for tensor in tensors:
         sig = expected.get(tensor.name)
         if sig is None:
             known = ", ".join(expected)
             raise LayoutError(f"{tensor.name or '<unnamed>'}: the model has no input of that name (inputs: {known})")
         if tensor.dtype != sig.dtype:
-            raise LayoutError(
-                f"{tensor.name}: dtype {pb.DType.Name(tensor.dtype)}, model wants {pb.DType.Name(sig.dtype)}"
-            )
+            raise LayoutError(f"{tensor.name}: dtype {dtype_name(tensor.dtype)}, model wants {dtype_name(sig.dtype)}")
         shape = tuple(tensor.shape)
         if len(shape) != len(sig.shape) or any(w is not None and w != got for w, got in zip(sig.shape, shape)):
             wanted = [dim if dim is not None else "?" for dim in sig.shape]

@@ -24,7 +24,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("inference", help="run the gRPC lip-sync inference service")
+    parser = subparsers.add_parser("inference", help="run the gRPC inference service (lipsync.v1 and KServe v2)")
     parser.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
     parser.add_argument("--host", help="listen address (default [::])")
     parser.add_argument("--port", type=int, help="gRPC port (default 50051; 0 picks a free one)")

@@ -1,4 +1,4 @@
-"""The inference tier's gRPC server: lipsync.v1, grpc.health.v1, reflection, and Prometheus metrics."""
+"""The inference tier's gRPC server: lipsync.v1 and KServe v2 on one port, grpc.health.v1, reflection, metrics."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ from prometheus_client import start_http_server
 
 from inference_service.config import InferenceConfig
 from inference_service.metrics import InferenceMetrics
+from inference_service.serving.kserve import KServeService
 from inference_service.serving.service import LipSyncService
 from lipstream.lifecycle import stop_on_signals
+from protos import kserve
 from protos.lipsync.v1 import lipsync_pb2 as pb
 from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LipSync"].full_name
+SERVICES = (SERVICE_NAME, kserve.SERVICE_NAME)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -31,6 +34,8 @@ class InferenceServer:
         self.config = config
         self.metrics = InferenceMetrics()
         self.service = service or LipSyncService(config, self.metrics)
+        self.kserve = KServeService(self.service.engine, ready=lambda: self.serving)
+        self.serving = False  # what health says: a preloaded model could be loaded, and not stopping
         self.health = health.aio.HealthServicer()
         limit = int(config.server.max_message_mb * 1024 * 1024)
         self._server = grpc.aio.server(
@@ -41,9 +46,10 @@ class InferenceServer:
             ]
         )
         pb_grpc.add_LipSyncServicer_to_server(self.service, self._server)
+        kserve.service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(self.kserve, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._server,
         )
         self.port = 0
@@ -51,7 +57,8 @@ class InferenceServer:
         self._metrics_http: Any = None
 
     async def _set_health(self, status: int) -> None:
-        for name in ("", SERVICE_NAME):
+        self.serving = status == SERVING
+        for name in ("", *SERVICES):
             await self.health.set(name, status)
 
     async def start(self) -> None:

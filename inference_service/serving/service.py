@@ -7,6 +7,7 @@ import hmac
 import platform
 import time
 from collections.abc import AsyncIterator, Awaitable
+from contextlib import aclosing
 from typing import Any, NamedTuple
 
 import grpc
@@ -21,6 +22,7 @@ from inference_service.runtime.providers import CPU
 from inference_service.runtime.raw import decode_raw
 from inference_service.runtime.registry import LoadedModel, ModelRegistry
 from inference_service.serving.status import STATUS_BY_NUMBER, status_of
+from inference_service.serving.streams import in_order
 from protos.lipsync.v1 import lipsync_pb2 as pb
 from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
 
@@ -33,11 +35,6 @@ class Submitted(NamedTuple):
 
     future: asyncio.Future[Completed[Any]]
     output_format: pb.ImageFormat
-
-
-# Frames one stream may have in flight before the server stops reading from it:
-# back-pressure for a client that sends faster than the model can serve.
-STREAM_INFLIGHT = 64
 
 
 class LipSyncService(pb_grpc.LipSyncServicer):
@@ -67,7 +64,7 @@ class LipSyncService(pb_grpc.LipSyncServicer):
             frame = validate_compact(model.spec, request.compact)
             return Submitted(self.engine.submit_compact(model, frame, received, budget_s), frame.output_format)
         if kind == "raw":
-            tensors = decode_raw(request.raw, model.shared.inputs)
+            tensors = decode_raw(request.raw.inputs, model.shared.inputs)
             raw = self.engine.submit_raw(model, tensors, received, budget_s)
             return Submitted(raw, pb.IMAGE_FORMAT_UNSPECIFIED)
         raise LayoutError("input: the frame carries neither a compact nor a raw input")
@@ -122,11 +119,8 @@ class LipSyncService(pb_grpc.LipSyncServicer):
         out_format: pb.ImageFormat,
         received: float,
     ) -> pb.FrameResult:
-        total = time.perf_counter() - received
-        model_id = model.spec.id
+        total = self.engine.completed(model.spec.id, done.timings, received)
         timings = done.timings
-        self.metrics.latency.labels(model_id).observe(total)
-        self.metrics.queue_time.labels(model_id).observe(timings.queue_us / 1e6)
         result = pb.FrameResult(
             frame_id=frame_id,
             timings=pb.Timings(
@@ -147,26 +141,12 @@ class LipSyncService(pb_grpc.LipSyncServicer):
     async def StreamInfer(
         self, request_iterator: AsyncIterator[pb.FrameRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.FrameResult]:
-        pending: asyncio.Queue[Awaitable[pb.FrameResult] | None] = asyncio.Queue(STREAM_INFLIGHT)
         budget = context.time_remaining()
-
-        async def read() -> None:
-            try:
-                async for request in request_iterator:
-                    await pending.put(self.begin(request, time.perf_counter(), budget))
-            finally:
-                await pending.put(None)
-
-        reader = asyncio.create_task(read())
+        results = in_order(request_iterator, lambda request, received: self.begin(request, received, budget))
         with self.engine.caller():
-            try:
-                while (result := await pending.get()) is not None:
-                    yield await result
-                await reader  # surfaces a broken request stream
-            finally:
-                reader.cancel()
-                while not pending.empty():
-                    _discard(pending.get_nowait())
+            async with aclosing(results):  # its reader ends with the call, however the call ends
+                async for started in results:
+                    yield await started.result
 
     async def Infer(self, request: pb.InferRequest, context: grpc.aio.ServicerContext) -> pb.InferResponse:
         received = time.perf_counter()
@@ -272,11 +252,3 @@ class LipSyncService(pb_grpc.LipSyncServicer):
 
     async def close(self) -> None:
         await self.engine.close()
-
-
-def _discard(awaitable: Awaitable[pb.FrameResult] | None) -> None:
-    """A result nobody will send: cancel its task, or close its never-started coroutine."""
-    if asyncio.iscoroutine(awaitable):
-        awaitable.close()
-    elif isinstance(awaitable, asyncio.Future):
-        awaitable.cancel()

@@ -13,31 +13,14 @@ import numpy as np
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
-from edge_helpers import motion_around_speech_start, mouth_motion, running_edge, wait_for
+from edge_helpers import health_until, motion_around_speech_start, mouth_motion, running_edge, speak, wait_for
 from inference_helpers import make_config
 
 from benchmarks.kit.speech import burst_envelope, encode, s16, voiced_bursts
-from benchmarks.kit.viewer import Viewer, connect_viewer
+from benchmarks.kit.viewer import connect_viewer
 from inference_service.serving.server import InferenceServer
 
 FPS = 25
-
-
-async def speak(http: aiohttp.ClientSession, url: str, viewer: Viewer, audio: bytes) -> dict:
-    async with http.post(f"{url}/sessions/{viewer.session_id}/speech", data=audio, headers=viewer.auth()) as r:
-        assert r.status == 202, await r.text()
-        return await r.json()
-
-
-async def health_until(http: aiohttp.ClientSession, url: str, status: int, timeout_s: float = 5.0) -> dict:
-    """GET /health until it answers `status` (the edge refreshes it in the background)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        async with http.get(f"{url}/health") as response:
-            if response.status == status or asyncio.get_running_loop().time() > deadline:
-                assert response.status == status, await response.text()
-                return await response.json()
-        await asyncio.sleep(0.2)
 
 
 def session_threads() -> list[str]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 
 import aiohttp
 import numpy as np
 from edge_helpers import running_edge, wait_for
+from inference_helpers import start_inference_process
 
 from benchmarks.kit.mouth import MouthMeter
 from benchmarks.kit.speech import encode, voiced_bursts
@@ -24,9 +22,7 @@ FREEZE_S = 3.0
 
 async def test_a_frozen_inference_server_costs_moving_lips_never_frames() -> None:
     port = free_port()
-    command = [sys.executable, "-m", "lipstream.cli", "--log-level", "WARNING", "inference", "--port", str(port),
-               "--metrics-port", "0"]  # fmt: skip
-    inference = subprocess.Popen(command, env=os.environ.copy())
+    inference = start_inference_process(port)
     try:
         await wait_until_serving(f"127.0.0.1:{port}", 120)
         targets = {"targets": [f"127.0.0.1:{port}"], "backoff_max_s": 0.5}

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from inference_helpers import TINY, compact_frame, make_config, tiny_spec, write_tiny_model
 
-from inference_service.client import FrameFailed, InferenceClient, InferenceUnavailable, channel_target
+from inference_service.client import FrameFailed, InferenceClient, InferenceUnavailable, ProtocolName, channel_target
 from inference_service.metrics import InferenceMetrics
 from inference_service.runtime.registry import ModelRegistry
 from inference_service.serving.server import InferenceServer
@@ -91,13 +91,16 @@ def test_channel_target_builds_round_robin_lists() -> None:
         channel_target(["no-port", "x:1"])
 
 
-async def test_client_spreads_streams_and_survives_a_dead_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["lipsync", "kserve"])
+async def test_client_spreads_streams_and_survives_a_dead_server(tmp_path: Path, protocol: ProtocolName) -> None:
     model = write_tiny_model(tmp_path / "one.onnx")
     config = make_config([tiny_spec("one", model)], registry={"preload": ["one"]})
     first, second = InferenceServer(config), InferenceServer(config)
     await first.start()
     await second.start()
-    client = InferenceClient([f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"], backoff_initial_s=0.05)
+    targets = [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"]
+    client = InferenceClient(targets, protocol=protocol, backoff_initial_s=0.05)
+    assert await client.reachable(timeout_s=5) and await client.lookahead_frames("one") == 1
     streams = [client.open_stream() for _ in range(4)]
     try:
         for stream in streams:

@@ -25,6 +25,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
         ("edge", "sessions:\n  max_sessions: 0\n", "sessions.max_sessions"),
         ("edge", "video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
         ("edge", "http:\n  prot: 1\n", "http.prot"),
+        ("edge", "inference:\n  protocol: grpc\n", "inference.protocol"),
         ("edge", "- not a mapping\n", "top level must be a mapping"),
         ("edge", "tts:\n  max_chars: 0\n", "tts.max_chars"),
         ("edge", "tts:\n  engine: festival\n", "tts.engine"),
@@ -58,8 +59,21 @@ def test_env_and_flags_override_the_file(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("LIPSTREAM_EDGE_TTS__MAX_CHARS", "99")
     edge = load_edge_config(None, {"tts.engine": "openai"})  # the --tts-engine flag
     assert (edge.tts.engine, edge.tts.max_chars, edge.tts.openai.base_url) == ("openai", 99, "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("LIPSTREAM_EDGE_INFERENCE__PROTOCOL", "kserve")
+    assert load_edge_config(None).inference.protocol == "kserve"
+    assert load_edge_config(None, {"inference.protocol": "lipsync"}).inference.protocol == "lipsync"
 
 
 def test_shipped_configs_are_the_defaults() -> None:
     assert load_inference_config(CONFIGS / "inference.yaml") == load_inference_config(None)
     assert load_edge_config(CONFIGS / "edge.yaml") == load_edge_config(None)
+
+
+def test_the_edge_flag_reaches_the_inference_protocol() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "lipstream.cli", "edge", "--inference-protocol", "grpc"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2 and "inference.protocol" in run.stderr

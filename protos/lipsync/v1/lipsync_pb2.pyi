@@ -147,7 +147,7 @@ class ModelLayout(_message.Message):
     audio_input: str
     output: str
     lookahead_frames: int
-    def __init__(self, crop_size: _Optional[int] = ..., channel_order: _Optional[str] = ..., mask: _Optional[_Iterable[int]] = ..., masked_first: _Optional[bool] = ..., audio_shape: _Optional[_Iterable[int]] = ..., image_input: _Optional[str] = ..., audio_input: _Optional[str] = ..., output: _Optional[str] = ..., lookahead_frames: _Optional[int] = ...) -> None: ...
+    def __init__(self, crop_size: _Optional[int] = ..., channel_order: _Optional[str] = ..., mask: _Optional[_Iterable[int]] = ..., masked_first: bool = ..., audio_shape: _Optional[_Iterable[int]] = ..., image_input: _Optional[str] = ..., audio_input: _Optional[str] = ..., output: _Optional[str] = ..., lookahead_frames: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("id", "source", "loaded", "provider", "memory_bytes", "layout", "shares_session_with")
@@ -165,7 +165,7 @@ class ModelInfo(_message.Message):
     memory_bytes: int
     layout: ModelLayout
     shares_session_with: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., loaded: _Optional[bool] = ..., provider: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., layout: _Optional[_Union[ModelLayout, _Mapping]] = ..., shares_session_with: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., loaded: bool = ..., provider: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., layout: _Optional[_Union[ModelLayout, _Mapping]] = ..., shares_session_with: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LoadModelRequest(_message.Message):
     __slots__ = ("model",)
@@ -183,7 +183,7 @@ class UnloadModelResponse(_message.Message):
     __slots__ = ("was_loaded",)
     WAS_LOADED_FIELD_NUMBER: _ClassVar[int]
     was_loaded: bool
-    def __init__(self, was_loaded: _Optional[bool] = ...) -> None: ...
+    def __init__(self, was_loaded: bool = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -5,7 +5,7 @@ import warnings
 
 from protos.lipsync.v1 import lipsync_pb2 as protos_dot_lipsync_dot_v1_dot_lipsync__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.80.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class LipSyncStub:
+class LipSyncStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -66,7 +66,7 @@ class LipSyncStub:
                 _registered_method=True)
 
 
-class LipSyncServicer:
+class LipSyncServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def StreamInfer(self, request_iterator, context):
@@ -151,7 +151,7 @@ def add_LipSyncServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class LipSync:
+class LipSync(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
