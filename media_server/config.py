@@ -43,6 +43,9 @@ class AvatarsConfig(StrictModel):
 class VideoConfig(StrictModel):
     bitrate_kbps: int = Field(1500, ge=100, le=50_000)
     keyframe_interval_s: float = Field(2.0, gt=0, le=2.0)
+    shared_keyframe_interval_s: float = Field(
+        1.0, ge=0.04, le=1.0, description="keyframes of the idle loop idle sessions share: the longest wait to join it"
+    )
     preset: str = "ultrafast"
 
 

@@ -23,6 +23,7 @@ from media_server.load import LoadMeter
 from media_server.metrics import EdgeMetrics
 from media_server.session.session import Session, SessionModel, SessionServices
 from media_server.speech.features import FeatureExtractor
+from media_server.video.idle_loop import IdleLoops
 from media_server.webrtc.peer import SessionPeer, require_sdp
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,9 @@ class Edge:
         self.load = LoadMeter(config.sessions.overload_window_s)
         self.inference_health = InferenceMonitor(self.inference, targets.health_interval_s)
         # Speech decoding and features for every session: bounded, and apart from the
-        # default executor that aiortc uses to encode every session's audio.
+        # default executor (avatars loading, idle loops encoding).
         self._speech_executor = ThreadPoolExecutor(SPEECH_WORKERS, thread_name_prefix="speech")
+        self.idle_loops = IdleLoops(config.video)
         self._services = SessionServices(
             inference=self.inference,
             extractor=FeatureExtractor(config.audio_encoder),
@@ -73,6 +75,7 @@ class Edge:
             video=config.video,
             metrics=self.metrics,
             load=self.load,
+            idle_loops=self.idle_loops,
         )
         self.sessions: dict[str, Session] = {}
         self._peers: dict[str, SessionPeer] = {}
@@ -93,6 +96,7 @@ class Edge:
                 f"avatar '{name}' is {avatar.fps} fps; sessions run at {VIDEO_FPS} fps "
                 f"(prepare it with --fps {VIDEO_FPS})"
             )
+        self.idle_loops.get(avatar)  # its shared idle loop starts encoding with its first use
         return avatar
 
     async def lookahead_frames(self, model_id: str) -> int:

@@ -16,6 +16,9 @@ class EdgeMetrics:
         self.sessions = Gauge("lipstream_edge_sessions", "Live sessions", registry=r)
         self.sessions_created = Counter("lipstream_edge_sessions_created", "Sessions created", registry=r)
         self.frames_sent = Counter("lipstream_edge_frames_sent", "Video frames sent", registry=r)
+        self.shared_frames = Counter(
+            "lipstream_edge_shared_frames", "Video frames sent from an avatar's shared idle loop", registry=r
+        )
         self.speaking_frames = Counter("lipstream_edge_speaking_frames", "Frames that should move the lips", registry=r)
         self.late_frames = Counter(
             "lipstream_edge_late_frames", "Speaking frames shown idle because inference missed the deadline", registry=r

@@ -28,6 +28,11 @@ class Mouth(NamedTuple):
     crop: bytes | None
     late: bool
 
+    @property
+    def idle(self) -> bool:
+        """Nothing is said at this frame (a late mouth is speech, shown with the idle picture)."""
+        return self.crop is None and not self.late
+
 
 IDLE = Mouth(None, late=False)
 LATE = Mouth(None, late=True)

@@ -20,6 +20,7 @@ class SessionStats:
         self.speaking_frames = 0
         self.late_frames = 0
         self.skipped_frames = 0
+        self.shared_frames = 0  # sent from the avatar's shared idle loop, encoded by nobody for this session
         self._stages: dict[str, deque[float]] = {}
         self._sent_at: deque[float] = deque(maxlen=window)
 
@@ -33,6 +34,11 @@ class SessionStats:
         self._sent_at.append(at)
         if self._metrics is not None:
             self._metrics.frames_sent.inc()
+
+    def shared_frame(self) -> None:
+        self.shared_frames += 1
+        if self._metrics is not None:
+            self._metrics.shared_frames.inc()
 
     def speaking(self) -> None:
         self.speaking_frames += 1
@@ -63,5 +69,6 @@ class SessionStats:
             "speaking_frames": self.speaking_frames,
             "late_frames": self.late_frames,
             "skipped_frames": self.skipped_frames,
+            "shared_frames": self.shared_frames,
             "stages_ms": stages,
         }
