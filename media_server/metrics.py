@@ -30,3 +30,11 @@ class EdgeMetrics:
             "lipstream_edge_stage_seconds", "Per-frame time of each stage", ["stage"], buckets=STAGE_BUCKETS, registry=r
         )
         self.utterances = Counter("lipstream_edge_utterances", "Utterances queued", ["kind"], registry=r)
+        self._stages: dict[str, Histogram] = {}
+
+    def stage(self, name: str) -> Histogram:
+        """The stage's histogram (looked up once: `labels` costs more than the observation)."""
+        child = self._stages.get(name)
+        if child is None:
+            child = self._stages[name] = self.stage_seconds.labels(name)
+        return child

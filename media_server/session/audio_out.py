@@ -2,10 +2,12 @@
 
 aiortc sends a track's `av.Packet`s as they are, so the session encodes its speech itself and
 hands over finished Opus packets. While nobody speaks every session sends the same packet, the one
-libopus makes for 20 ms of digital silence (3 bytes): no session encodes anything. Speech gets a
-fresh encoder, which runs on for `TAIL_CHUNKS` after the speech (the encoder holds 6.5 ms of
-look-ahead, and its tail fades out naturally) and is then dropped. Encoding a chunk takes about
-0.15 ms, less than handing it to a thread would cost, so it runs on the event loop.
+libopus makes for 20 ms of digital silence (3 bytes), and only every `DTX_CHUNKS`th one, as Opus
+DTX does (the sequence numbers stay continuous, the timestamps jump; receivers play silence in
+between): no session encodes anything, and most silent chunks cost no packet at all. Speech gets
+a fresh encoder, which runs on for `TAIL_CHUNKS` after the speech (it holds 6.5 ms of look-ahead,
+and its tail fades out naturally) and is then dropped. Encoding a chunk takes about 0.15 ms, less
+than handing it to a thread would cost, so it runs on the event loop.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from media_server.speech.timeline import SILENT_CHUNK
 
 BITRATE = 64_000  # mono speech
 TAIL_CHUNKS = 5
+DTX_CHUNKS = 20  # one silence packet per 400 ms, as Opus DTX sends
 
 
 def _opus_encoder() -> av.AudioCodecContext:
@@ -52,15 +55,23 @@ class AudioOut:
     def __init__(self) -> None:
         self._encoder: av.AudioCodecContext | None = None
         self._quiet = 0  # silent chunks encoded since the last speech
+        self._sent = -DTX_CHUNKS  # the last chunk sent
 
     @property
     def encoding(self) -> bool:
         return self._encoder is not None
 
-    def packet(self, chunk: int, samples: np.ndarray) -> av.Packet:
-        """Session chunk `chunk` (the timeline's SILENT_CHUNK when nothing is said) as one Opus packet."""
+    def packet(self, chunk: int, samples: np.ndarray) -> av.Packet | None:
+        """Session chunk `chunk` (the timeline's SILENT_CHUNK when nothing is said) as one Opus packet,
+        or None for a silent chunk that goes unsent."""
         pts = chunk * PLAYBACK_CHUNK_SAMPLES
-        data = silence() if samples is SILENT_CHUNK and self._encoder is None else self._encoded(samples, pts)
+        if samples is SILENT_CHUNK and self._encoder is None:
+            if chunk - self._sent < DTX_CHUNKS:
+                return None
+            data = silence()
+        else:
+            data = self._encoded(samples, pts)
+        self._sent = chunk
         packet = av.Packet(data)
         packet.pts, packet.time_base = pts, AUDIO_TIME_BASE
         return packet

@@ -131,14 +131,17 @@ class Session:
         return packet
 
     async def next_audio_packet(self) -> av.Packet:
-        if self.closed:
-            raise MediaStreamError
-        k, _ = self._clock.take_chunk()
-        self._timeline.advance_to(k // CHUNKS_PER_FRAME)
-        self._forward_events()
-        packet = self._audio.packet(k, self._timeline.audio_chunk(k))
-        await self._clock.sleep_until(self._clock.chunk_due(k))
-        return packet
+        """The next chunk that is sent (most silent ones are not: `audio_out`), at its time."""
+        while True:
+            if self.closed:
+                raise MediaStreamError
+            k, _ = self._clock.take_chunk()
+            self._timeline.advance_to(k // CHUNKS_PER_FRAME)
+            self._forward_events()
+            packet = self._audio.packet(k, self._timeline.audio_chunk(k))
+            await self._clock.sleep_until(self._clock.chunk_due(k))
+            if packet is not None:
+                return packet
 
     # -- speech -----------------------------------------------------------------------------
     async def speak(self, data: bytes) -> Utterance:

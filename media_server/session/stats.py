@@ -27,7 +27,7 @@ class SessionStats:
     def record(self, stage: str, ms: float) -> None:
         self._stages.setdefault(stage, deque(maxlen=self._window)).append(ms)
         if self._metrics is not None:
-            self._metrics.stage_seconds.labels(stage).observe(ms / 1000)
+            self._metrics.stage(stage).observe(ms / 1000)
 
     def frame_sent(self, at: float) -> None:
         self.frames_sent += 1

@@ -49,8 +49,12 @@ class H264Encoder:
         self._keyframe_requested = True
 
     def encode(self, frame_i420: np.ndarray, pts: int) -> av.Packet:
-        """One I420 frame (H*3/2 x W) -> one packet (zerolatency never holds frames back)."""
-        return self.encode_frame(av.VideoFrame.from_ndarray(frame_i420, format="yuv420p"), pts)
+        """One contiguous I420 frame (H*3/2 x W) -> one packet (zerolatency never holds frames back).
+
+        The frame wraps the array without a copy (a copy costs 0.3 ms at 512x512, under the GIL):
+        x264 copies its input while it encodes, so the array is free again when this returns.
+        """
+        return self.encode_frame(av.VideoFrame.from_numpy_buffer(frame_i420, format="yuv420p"), pts)
 
     def encode_frame(self, frame: av.VideoFrame, pts: int) -> av.Packet:
         frame.pts = pts

@@ -17,7 +17,7 @@ from lipstream.timebase import PLAYBACK_CHUNK_SAMPLES, PTS_PER_FRAME, VIDEO_TIME
 from media_server.avatars.bundled import ensure_bundled_avatar
 from media_server.avatars.store import FrameStore, LoadedAvatar
 from media_server.config import VideoConfig
-from media_server.session.audio_out import TAIL_CHUNKS, AudioOut, silence
+from media_server.session.audio_out import DTX_CHUNKS, TAIL_CHUNKS, AudioOut, silence
 from media_server.session.mouth import IDLE, LATE, Mouth
 from media_server.session.renderer import Renderer
 from media_server.session.stats import SessionStats
@@ -145,28 +145,32 @@ async def test_idle_sessions_send_the_same_bytes_and_keyframe_requests_are_answe
             await renderer.close()
 
 
-def test_silence_is_shared_and_speech_gets_an_encoder_that_fades_out() -> None:
+def test_silence_is_shared_and_sparse_and_speech_gets_an_encoder_that_fades_out() -> None:
     audio = AudioOut()
     rng = np.random.default_rng(0)
     speech = [(rng.standard_normal(PLAYBACK_CHUNK_SAMPLES) * 4000).astype(np.int16) for _ in range(20)]
-    chunks = [SILENT_CHUNK] * 10 + speech + [SILENT_CHUNK] * 20
-    packets = []
+    chunks = [SILENT_CHUNK] * 10 + speech + [SILENT_CHUNK] * 40
+    sent: dict[int, bytes] = {}
     for k, samples in enumerate(chunks):
         packet = audio.packet(k, samples)
-        assert packet.pts == k * PLAYBACK_CHUNK_SAMPLES
-        packets.append(bytes(packet))
+        if packet is not None:
+            assert packet.pts == k * PLAYBACK_CHUNK_SAMPLES
+            sent[k] = bytes(packet)
         if k < 10 or k >= 30 + TAIL_CHUNKS:
-            assert bytes(packet) == silence() and not audio.encoding, k
-    assert len(silence()) <= 3
-    assert all(data != silence() for data in packets[10:30])
+            assert not audio.encoding, k
+    tail_end = 30 + TAIL_CHUNKS
+    assert list(sent) == [0, *range(10, tail_end), tail_end - 1 + DTX_CHUNKS], "silence every 400 ms, as DTX"
+    assert sent[0] == sent[tail_end - 1 + DTX_CHUNKS] == silence() and len(silence()) <= 3
+    assert all(sent[k] != silence() for k in range(10, 30))
 
     decoder = av.CodecContext.create("libopus", "r")
     decoder.format, decoder.layout, decoder.sample_rate = "s16", "stereo", 48000
-    levels = []
-    for k, data in enumerate(packets):
+    levels = {}
+    for k, data in sent.items():
         packet = av.Packet(data)
         packet.pts, packet.time_base = k * PLAYBACK_CHUNK_SAMPLES, Fraction(1, 48000)
         (frame,) = decoder.decode(packet)
-        levels.append(float(np.sqrt(np.mean(frame.to_ndarray().astype(np.float64) ** 2))))
-    assert max(levels[:10]) == 0 and max(levels[31 + TAIL_CHUNKS :]) == 0
-    assert min(levels[14:30]) > 2000, "the speech is heard (after the onset)"
+        levels[k] = float(np.sqrt(np.mean(frame.to_ndarray().astype(np.float64) ** 2)))
+    assert levels[0] == 0 and levels[tail_end - 1 + DTX_CHUNKS] == 0
+    assert min(levels[k] for k in range(14, 30)) > 2000, "the speech is heard (after the onset)"
+    assert levels[tail_end - 1] < 100, "the encoder's tail fades out"
