@@ -7,6 +7,7 @@ and CLI flags over them (`lipstream.config`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -16,6 +17,9 @@ from lipstream.config import StrictModel, load_config
 class HttpConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        1, description="edge processes behind the one port; auto = the usable cores (serve: one fewer)"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API")
     api_key: str | None = Field(None, description="when set, creating a session needs 'Authorization: Bearer KEY'")
     ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for NAT traversal")
@@ -64,6 +68,9 @@ class SessionConfig(StrictModel):
     stats_interval_s: float = Field(0.5, gt=0)
     live_chunk_max_kb: int = Field(256, ge=1)
     live_buffer_seconds: float = Field(10.0, gt=0, description="a live feed may run this far ahead of playback")
+    drain_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="after SIGTERM, running sessions go on this long at most; new ones get 503"
+    )
 
 
 class EdgeConfig(StrictModel):
