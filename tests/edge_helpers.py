@@ -7,11 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import numpy as np
 from aiohttp import web
 from inference_helpers import make_config
 
+from benchmarks.kit.mouth import MouthMeter
+from benchmarks.kit.viewer import ReceivedVideo
 from inference_service.serving.server import InferenceServer
 from media_server.avatars.bundled import ensure_bundled_avatar
+from media_server.avatars.store import LoadedAvatar
 from media_server.config import EdgeConfig
 from media_server.edge import Edge
 from signaling.access_log import RedactingAccessLogger
@@ -64,3 +68,14 @@ async def wait_for(predicate, timeout: float, what: str) -> None:
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def mouth_motion(avatar: LoadedAvatar, frames: list[ReceivedVideo]) -> np.ndarray:
+    """Per received frame: the mouth meter's reading against the idle frame the server would show.
+
+    The received frame's number comes from its pts (3600 per frame at 90 kHz); the first
+    decoded frame is frame 0 (the stream starts with a keyframe).
+    """
+    meter = MouthMeter(avatar)
+    first_pts = frames[0].pts
+    return np.array([meter(round((f.pts - first_pts) / 3600), meter.crop(f.image)) for f in frames])

@@ -64,6 +64,8 @@ class RtpTap:
 
     clock: int
     forward: bool = True  # False: packets are counted here and never reach aiortc's jitter buffer and decoder
+    keep_payloads: bool = False  # True: `payloads` keeps every packet's payload
+    payloads: dict[int, dict[int, bytes]] = field(default_factory=dict)  # ticks from the origin -> seq -> payload
     packet_arrival: dict[int, float] = field(default_factory=dict)  # RTP ts -> arrival of its last packet
     reports: list[SenderReport] = field(default_factory=list)
     origin: int = 0
@@ -77,6 +79,9 @@ class RtpTap:
                 self.origin = packet.timestamp
             self.packet_arrival[packet.timestamp] = loop.time()
             self.newest = max(self.newest, (packet.timestamp - self.origin) % RTP_WRAP)
+            if self.keep_payloads:
+                ticks = (packet.timestamp - self.origin) % RTP_WRAP
+                self.payloads.setdefault(ticks, {})[packet.sequence_number] = packet.payload
             if self.forward:
                 await on_rtp(packet, arrival_time_ms)
 

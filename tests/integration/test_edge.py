@@ -13,27 +13,15 @@ import numpy as np
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
-from edge_helpers import running_edge, wait_for
+from edge_helpers import mouth_motion, running_edge, wait_for
 from inference_helpers import make_config
 
-from benchmarks.kit.mouth import MouthMeter
 from benchmarks.kit.speech import burst_envelope, encode, s16, voiced_bursts
-from benchmarks.kit.viewer import ReceivedVideo, Viewer, connect_viewer
+from benchmarks.kit.viewer import Viewer, connect_viewer
 from inference_service.serving.server import InferenceServer
 from media_server.avatars.store import LoadedAvatar
 
 FPS = 25
-
-
-def mouth_motion(avatar: LoadedAvatar, frames: list[ReceivedVideo]) -> np.ndarray:
-    """Per received frame: the mouth meter's reading against the idle frame the server would show.
-
-    The received frame's number comes from its pts (3600 per frame at 90 kHz); the first
-    decoded frame is frame 0 (the stream starts with a keyframe).
-    """
-    meter = MouthMeter(avatar)
-    first_pts = frames[0].pts
-    return np.array([meter(round((f.pts - first_pts) / 3600), meter.crop(f.image)) for f in frames])
 
 
 def motion_around_speech_start(avatar: LoadedAvatar, viewer: Viewer, frames: int) -> tuple[np.ndarray, np.ndarray]:
