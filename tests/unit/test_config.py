@@ -10,6 +10,7 @@ import pytest
 
 from inference_service.config import load_inference_config
 from media_server.config import load_edge_config
+from signaling.workers.routing import usable_cores, worker_count
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -25,6 +26,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
         ("edge", "sessions:\n  max_sessions: 0\n", "sessions.max_sessions"),
         ("edge", "video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
         ("edge", "http:\n  prot: 1\n", "http.prot"),
+        ("edge", "http:\n  workers: 0\n", "http.workers"),
+        ("edge", "http:\n  workers: all\n", "http.workers"),
         ("edge", "- not a mapping\n", "top level must be a mapping"),
     ],
 )
@@ -54,3 +57,12 @@ def test_env_and_flags_override_the_file(tmp_path: Path, monkeypatch: pytest.Mon
 def test_shipped_configs_are_the_defaults() -> None:
     assert load_inference_config(CONFIGS / "inference.yaml") == load_inference_config(None)
     assert load_edge_config(CONFIGS / "edge.yaml") == load_edge_config(None)
+
+
+def test_workers_are_a_count_or_auto(tmp_path: Path) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_text("http:\n  workers: auto\n")
+    assert load_edge_config(path).http.workers == "auto"
+    assert load_edge_config(None, {"http.workers": 3}).http.workers == 3
+    assert worker_count("auto") == usable_cores() and worker_count("auto", reserved_cores=64) == 1
+    assert worker_count(3) == 3
