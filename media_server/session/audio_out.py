@@ -4,7 +4,9 @@ aiortc sends a track's `av.Packet`s as they are, so the session encodes its spee
 hands over finished Opus packets. While nobody speaks every session sends the same packet, the one
 libopus makes for 20 ms of digital silence (3 bytes), and only every `DTX_CHUNKS`th one, as Opus
 DTX does (the sequence numbers stay continuous, the timestamps jump; receivers play silence in
-between): no session encodes anything, and most silent chunks cost no packet at all. Speech gets
+between): no session encodes anything, and most silent chunks cost no packet at all. Every chunk
+goes out again as soon as speech is queued, before it starts: a browser retunes its A/V sync when
+audio resumes after DTX, and doing so at the speech's first frame froze its video for 200 ms. Speech gets
 a fresh encoder, which runs on for `TAIL_CHUNKS` after the speech (it holds 6.5 ms of look-ahead,
 and its tail fades out naturally) and is then dropped. Encoding a chunk takes about 0.15 ms, less
 than handing it to a thread would cost, so it runs on the event loop.
@@ -61,12 +63,12 @@ class AudioOut:
     def encoding(self) -> bool:
         return self._encoder is not None
 
-    def packet(self, chunk: int, samples: np.ndarray) -> av.Packet | None:
+    def packet(self, chunk: int, samples: np.ndarray, speech_queued: bool) -> av.Packet | None:
         """Session chunk `chunk` (the timeline's SILENT_CHUNK when nothing is said) as one Opus packet,
-        or None for a silent chunk that goes unsent."""
+        or None for a silent chunk that goes unsent (never while speech is queued)."""
         pts = chunk * PLAYBACK_CHUNK_SAMPLES
         if samples is SILENT_CHUNK and self._encoder is None:
-            if chunk - self._sent < DTX_CHUNKS:
+            if not speech_queued and chunk - self._sent < DTX_CHUNKS:
                 return None
             data = silence()
         else:

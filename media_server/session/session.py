@@ -138,7 +138,7 @@ class Session:
             k, _ = self._clock.take_chunk()
             self._timeline.advance_to(k // CHUNKS_PER_FRAME)
             self._forward_events()
-            packet = self._audio.packet(k, self._timeline.audio_chunk(k))
+            packet = self._audio.packet(k, self._timeline.audio_chunk(k), self._timeline.queued)
             await self._clock.sleep_until(self._clock.chunk_due(k))
             if packet is not None:
                 return packet

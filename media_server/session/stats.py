@@ -62,7 +62,10 @@ class SessionStats:
         return (len(self._sent_at) - 1) / span if span > 0 else 0.0
 
     def snapshot(self) -> dict[str, Any]:
-        stages = {stage: round(float(np.median(values)), 3) for stage, values in self._stages.items() if values}
+        # The render thread records stages while this runs on the loop: copy first (each copy is one
+        # C call, so the GIL makes it whole), or a stage seen for the first time breaks the iteration.
+        recorded = [(stage, tuple(values)) for stage, values in list(self._stages.items())]
+        stages = {stage: round(float(np.median(values)), 3) for stage, values in recorded if values}
         return {
             "fps": round(self.fps(), 2),
             "frames_sent": self.frames_sent,

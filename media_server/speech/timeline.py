@@ -58,6 +58,11 @@ class SpeechTimeline:
         head = self._queue[0] if self._queue else None
         return head is not None and head.start is not None and head.start <= self._frame
 
+    @property
+    def queued(self) -> bool:
+        """Something is playing or waiting to."""
+        return bool(self._queue)
+
     def ensure_room(self, pending: int = 0) -> None:
         """Raise SpeechQueueFull unless one more utterance (after `pending` others) fits."""
         if len(self._queue) + pending >= self.max_queued:

@@ -152,15 +152,16 @@ def test_silence_is_shared_and_sparse_and_speech_gets_an_encoder_that_fades_out(
     chunks = [SILENT_CHUNK] * 10 + speech + [SILENT_CHUNK] * 40
     sent: dict[int, bytes] = {}
     for k, samples in enumerate(chunks):
-        packet = audio.packet(k, samples)
+        packet = audio.packet(k, samples, speech_queued=8 <= k < 30)
         if packet is not None:
             assert packet.pts == k * PLAYBACK_CHUNK_SAMPLES
             sent[k] = bytes(packet)
         if k < 10 or k >= 30 + TAIL_CHUNKS:
             assert not audio.encoding, k
     tail_end = 30 + TAIL_CHUNKS
-    assert list(sent) == [0, *range(10, tail_end), tail_end - 1 + DTX_CHUNKS], "silence every 400 ms, as DTX"
-    assert sent[0] == sent[tail_end - 1 + DTX_CHUNKS] == silence() and len(silence()) <= 3
+    # Silence every 400 ms as DTX, but every chunk once speech is queued (chunk 8), and speech's tail.
+    assert list(sent) == [0, 8, 9, *range(10, tail_end), tail_end - 1 + DTX_CHUNKS]
+    assert sent[0] == sent[8] == sent[9] == sent[tail_end - 1 + DTX_CHUNKS] == silence() and len(silence()) <= 3
     assert all(sent[k] != silence() for k in range(10, 30))
 
     decoder = av.CodecContext.create("libopus", "r")
@@ -171,6 +172,6 @@ def test_silence_is_shared_and_sparse_and_speech_gets_an_encoder_that_fades_out(
         packet.pts, packet.time_base = k * PLAYBACK_CHUNK_SAMPLES, Fraction(1, 48000)
         (frame,) = decoder.decode(packet)
         levels[k] = float(np.sqrt(np.mean(frame.to_ndarray().astype(np.float64) ** 2)))
-    assert levels[0] == 0 and levels[tail_end - 1 + DTX_CHUNKS] == 0
+    assert levels[0] == levels[9] == levels[tail_end - 1 + DTX_CHUNKS] == 0
     assert min(levels[k] for k in range(14, 30)) > 2000, "the speech is heard (after the onset)"
     assert levels[tail_end - 1] < 100, "the encoder's tail fades out"
