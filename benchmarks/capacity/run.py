@@ -19,7 +19,7 @@ from benchmarks.e2e.services import Services, settle_rss_mb
 from benchmarks.kit.viewer import Viewer, connect_viewer
 from lipstream.timebase import FRAME_SECONDS, PTS_PER_FRAME
 
-SPEECH_LEAD_S = 1.0  # from the uploads to the measurement: every session is speaking by then
+SPEECH_WAIT_S = 30.0  # for every session to decode its upload and start speaking
 SPEECH_SPARE_S = 4.0  # speech left after the measurement, so no session falls silent inside it
 COUNTED = ("frames_sent", "speaking_frames", "late_frames", "shared_frames")
 
@@ -76,6 +76,14 @@ async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
         return body
 
 
+async def all_speaking(http: aiohttp.ClientSession, clients: list[Viewer]) -> None:
+    deadline = time.monotonic() + SPEECH_WAIT_S
+    while not all(state["speaking"] for state in await asyncio.gather(*(session_state(http, c) for c in clients))):
+        if time.monotonic() > deadline:
+            raise BenchError(f"not every session was speaking {SPEECH_WAIT_S:g} s after its upload")
+        await asyncio.sleep(0.1)
+
+
 async def speak(http: aiohttp.ClientSession, client: Viewer, audio: bytes) -> None:
     session = f"{client.base}/sessions/{client.session_id}"
     headers = {**client.auth(), "Content-Type": "audio/wav"}
@@ -91,7 +99,7 @@ async def interrupt(http: aiohttp.ClientSession, client: Viewer) -> None:
 
 async def run_capacity(options: Options) -> dict[str, Any]:
     """Every phase's measurements; the services and clients are gone when it returns."""
-    speech = SpeechScript.build(options.seconds + SPEECH_LEAD_S + SPEECH_SPARE_S)
+    speech = SpeechScript.build(options.seconds + SPEECH_SPARE_S)
     services = Services(options.sessions + 1, options.workers, options.edge_source)
     clients: list[Viewer] = []
     async with aiohttp.ClientSession() as http:
@@ -106,7 +114,7 @@ async def run_capacity(options: Options) -> dict[str, Any]:
             idle = await measure(edge, inference, options.seconds)
             idle["frames"] = difference(await counters(http, clients), before)
             await asyncio.gather(*(speak(http, c, speech.audio) for c in clients))
-            await asyncio.sleep(SPEECH_LEAD_S)
+            await all_speaking(http, clients)  # the uploads' decoding is done: only speaking is measured
             before = await counters(http, clients)
             speaking = await measure(edge, inference, options.seconds)
             speaking["frames"] = difference(await counters(http, clients), before)

@@ -81,4 +81,5 @@ def mapped_arrays(root: Path, source: Path, version: str, decode: Callable[[], A
     if not (target / DONE).is_file():
         _write(decode(), target)
     names = json.loads((target / DONE).read_text(encoding="utf-8"))
-    return {name: np.load(target / f"{name}.npy", mmap_mode="r") for name in names}
+    # Plain array views of the maps: a slice of an np.memmap is another memmap, made in Python each time.
+    return {name: np.load(target / f"{name}.npy", mmap_mode="r").view(np.ndarray) for name in names}
