@@ -70,7 +70,7 @@ class Services:
         if self.workers > 1:  # a checkout from before workers existed knows no such flag
             arguments += ["--workers", str(self.workers)]
         if self.edge_source is not None:  # `python -m` looks in its working directory first
-            env["PYTHONPATH"] = str(self.edge_source)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.edge_source), os.environ.get("PYTHONPATH")]))
         edge = self._spawn("edge", arguments, env, cwd=self.edge_source)
         self.url = f"http://127.0.0.1:{edge_port}"
         await self._until_started("edge", self._edge_healthy(http, edge))
