@@ -51,6 +51,8 @@ class VideoConfig(StrictModel):
         1.0, ge=0.04, le=1.0, description="keyframes of the idle loop idle sessions share: the longest wait to join it"
     )
     preset: str = "ultrafast"
+    idle_preset: str = Field("medium", description="x264 preset of the idle loop, encoded once per avatar and worker")
+    idle_crf: int = Field(26, ge=0, le=51, description="the idle loop's constant quality (lower: better, more bits)")
 
 
 class SessionConfig(StrictModel):

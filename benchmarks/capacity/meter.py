@@ -37,6 +37,18 @@ class TreeMeter:
             total += times.user + times.system
         return total
 
+    def loop_cpu_seconds(self) -> float:
+        """CPU of the processes' main threads: their event loops (aiortc, the inference client, Opus),
+        not the threads that composite and encode video or decode speech."""
+        total = 0.0
+        for process in self.processes():
+            try:
+                main = next(t for t in process.threads() if t.id == process.pid)
+            except (psutil.NoSuchProcess, StopIteration):
+                continue
+            total += main.user_time + main.system_time
+        return total
+
     def memory(self) -> dict[str, dict[str, Any]]:
         """RSS and PSS (MB) of each process, by role."""
         found: dict[str, dict[str, Any]] = {}

@@ -15,6 +15,9 @@ DEFINITIONS = {
     "cpu_pct": "user + system CPU of every process of the edge (the front and its workers, or the one edge "
     "process) over the phase, as a share of one core; inference runs apart and is not counted",
     "per_session.cpu_pct": "(the phase's edge CPU - the empty edge's) / sessions",
+    "per_session.loop_cpu_pct": "the same for the edge processes' main threads alone: their event loops (aiortc's "
+    "RTP, SRTP and data channels, the inference client, Opus); the rest is the threads that composite and "
+    "encode video and decode speech",
     "per_session.pss_mb": "(the edge processes' summed PSS with the idle sessions - without) / sessions; PSS splits "
     "pages shared between processes (the mapped avatar frames, libraries) between them",
     "clients_cpu_pct": "the bench process: the aiortc viewers receiving every session (they count its packets "
@@ -37,13 +40,17 @@ def summarise(options: Options, measured: dict[str, Any], label: str, load_befor
             name: round((phases[name]["edge_cpu_pct"] - empty["edge_cpu_pct"]) / sessions, 2)
             for name in ("idle", "speaking")
         },
+        "loop_cpu_pct": {
+            name: round((phases[name]["edge_loop_cpu_pct"] - empty["edge_loop_cpu_pct"]) / sessions, 2)
+            for name in ("idle", "speaking")
+        },
         **{
             key: round((_total(phases["idle"]["memory"], key) - _total(empty["memory"], key)) / sessions, 2)
             for key in ("pss_mb", "rss_mb")
         },
     }
     for phase in phases.values():
-        for key in ("edge_cpu_pct", "inference_cpu_pct", "clients_cpu_pct"):
+        for key in ("edge_cpu_pct", "edge_loop_cpu_pct", "inference_cpu_pct", "clients_cpu_pct"):
             phase[key] = round(phase[key], 2)
     machine = machine_info()
     machine["load_average_1m"] = {"start": round(load_before, 2), "end": machine["load_average_1m"]}

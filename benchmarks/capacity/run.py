@@ -37,11 +37,18 @@ class Phase:
 
     def __init__(self, edge: TreeMeter, inference: TreeMeter) -> None:
         self._meters = {"edge": edge, "inference": inference, "clients": TreeMeter(os.getpid(), children=False)}
-        self._started = time.monotonic(), {name: meter.cpu_seconds() for name, meter in self._meters.items()}
+        self._edge = edge
+        self._started = time.monotonic(), self._readings()
+
+    def _readings(self) -> dict[str, float]:
+        return {
+            **{name: meter.cpu_seconds() for name, meter in self._meters.items()},
+            "edge_loop": self._edge.loop_cpu_seconds(),
+        }
 
     def end(self) -> dict[str, float]:
         wall = time.monotonic() - self._started[0]
-        spent = {name: meter.cpu_seconds() - self._started[1][name] for name, meter in self._meters.items()}
+        spent = {name: value - self._started[1][name] for name, value in self._readings().items()}
         return {"wall_s": round(wall, 2), **{f"{name}_cpu_pct": 100 * cpu / wall for name, cpu in spent.items()}}
 
 

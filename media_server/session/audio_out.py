@@ -63,6 +63,11 @@ class AudioOut:
     def encoding(self) -> bool:
         return self._encoder is not None
 
+    @property
+    def next_silence(self) -> int:
+        """The next silent chunk that is sent, while nothing is queued."""
+        return self._sent + DTX_CHUNKS
+
     def packet(self, chunk: int, samples: np.ndarray, speech_queued: bool) -> av.Packet | None:
         """Session chunk `chunk` (the timeline's SILENT_CHUNK when nothing is said) as one Opus packet,
         or None for a silent chunk that goes unsent (never while speech is queued)."""

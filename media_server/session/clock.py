@@ -62,6 +62,14 @@ class AvClock:
         self._next_chunk = k + skipped + 1
         return Slot(k + skipped, skipped)
 
+    def skip_chunks_to(self, chunk: int) -> None:
+        """Chunks before `chunk` will not be sent (silence under DTX): the next one taken is `chunk`, or later."""
+        self._next_chunk = max(self._next_chunk, chunk)
+
+    def next_chunk_slot(self) -> int:
+        """The first chunk whose slot has not begun yet."""
+        return int((self._loop.time() - self.t0) / PLAYBACK_CHUNK_SECONDS) + 1
+
     def seconds_until(self, due: float) -> float:
         return due - self._loop.time()
 

@@ -139,9 +139,23 @@ class Session:
             self._timeline.advance_to(k // CHUNKS_PER_FRAME)
             self._forward_events()
             packet = self._audio.packet(k, self._timeline.audio_chunk(k), self._timeline.queued)
+            if packet is None:
+                await self._sleep_through_silence(self._audio.next_silence)
+                continue
             await self._clock.sleep_until(self._clock.chunk_due(k))
-            if packet is not None:
-                return packet
+            return packet
+
+    async def _sleep_through_silence(self, until: int) -> None:
+        """Until chunk `until` is due, or speech is queued: nothing is sent in between, so nothing wakes."""
+        added = self._timeline.added
+        added.clear()
+        if not self._timeline.queued:
+            queued = asyncio.ensure_future(added.wait())
+            try:
+                await asyncio.wait({queued}, timeout=max(0.0, self._clock.seconds_until(self._clock.chunk_due(until))))
+            finally:
+                queued.cancel()
+        self._clock.skip_chunks_to(min(until, self._clock.next_chunk_slot()))
 
     # -- speech -----------------------------------------------------------------------------
     async def speak(self, data: bytes) -> Utterance:

@@ -12,6 +12,7 @@ audio and video shift together, so they never drift apart.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -52,6 +53,7 @@ class SpeechTimeline:
         self.events: deque[SpeechEvent] = deque(maxlen=64)
         self.stalled_frames = 0
         self._gap_frame = -1  # a frame a starved live utterance skipped: silence and idle
+        self.added = asyncio.Event()  # set when an utterance is queued: the audio track sleeps through silence
 
     @property
     def speaking(self) -> bool:
@@ -76,6 +78,7 @@ class SpeechTimeline:
         self.ensure_room()
         self._queue.append(utterance)
         self._schedule(extra_lead)
+        self.added.set()
 
     def _schedule(self, extra_lead: int = 0) -> None:
         # `_frame` is the newest frame a track has reached, so the next frame still to be

@@ -8,15 +8,14 @@ microphone, and Disconnect frees the session on the server.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import cv2
 import numpy as np
 import pytest
-from edge_helpers import RunningEdge, running_edge
+from edge_helpers import RunningEdge, running_edge, until
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from benchmarks.kit import speech
@@ -58,8 +57,6 @@ DROP_TEXT_FILE = """() => {
     new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
 }"""
 
-T = TypeVar("T")
-
 # Chromium hides its host addresses behind mDNS names, and aioice resolves them under a process-wide
 # asyncio.Lock that binds to the first event loop using it: these tests share one loop, as a server does.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -76,18 +73,6 @@ async def chromium(*extra_flags: str) -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
-
-
-async def until(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], what: str, timeout: float = 5.0) -> T:
-    """Poll something only the page knows (its RTC stats, its overlay) until it is acceptable."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {value!r}")
-        await asyncio.sleep(0.1)
 
 
 def gray(png: bytes) -> np.ndarray:

@@ -16,6 +16,7 @@ import aiohttp
 import numpy as np
 import psutil
 import pytest
+from edge_helpers import until
 from process_helpers import health_is, serving
 
 from benchmarks.kit.mouth import MouthMeter
@@ -25,18 +26,6 @@ from media_server.avatars.bundled import ensure_bundled_avatar
 from media_server.avatars.store import FrameStore
 
 START_S = 120.0
-
-
-async def until(probe, accept, what: str, timeout_s: float = 10.0):
-    """Ask the server (or a viewer) again until the answer is acceptable."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}; last: {value!r}")
-        await asyncio.sleep(0.2)
 
 
 async def get_json(http: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
@@ -83,7 +72,9 @@ async def test_sessions_land_on_both_workers_and_are_served_through_the_one_port
             whep = await connect_viewer(http, url, whep=True)
             try:
                 assert {offer.session_id[:3], whep.session_id[:3]} == {"w0.", "w1."}, "one session on each worker"
-                await until(lambda: get_json(http, f"{url}/health"), lambda r: r[1]["sessions"] == 2, "both counted")
+                await until(
+                    lambda: get_json(http, f"{url}/health"), lambda r: r[1]["sessions"] == 2, "both counted", 10
+                )
                 _, health = await get_json(http, f"{url}/health")
                 assert sorted(w["sessions"] for w in health["workers"]) == [1, 1]
                 await until(lambda: frames_of(offer), lambda n: n >= 50 and offer.first_frame is not None, "video", 30)
@@ -108,6 +99,7 @@ async def test_sessions_land_on_both_workers_and_are_served_through_the_one_port
                     lambda: get_json(http, f"{url}/sessions/{whep.session_id}", whep.auth()),
                     lambda r: r[1]["stats"]["speaking_frames"] >= 30,
                     "the live speech to play",
+                    10,
                 )
                 await until(lambda: frames_of(offer), lambda n: n >= mark + 75, "the file's speech to play", 20)
                 assert lips_moved(offer, mark) > 12
@@ -130,7 +122,7 @@ async def test_sessions_land_on_both_workers_and_are_served_through_the_one_port
                 for viewer in (offer, whep):
                     status, _ = await get_json(http, f"{url}/sessions/{viewer.session_id}", viewer.auth())
                     assert status == 404
-                await until(lambda: get_json(http, f"{url}/health"), lambda r: r[1]["sessions"] == 0, "no sessions")
+                await until(lambda: get_json(http, f"{url}/health"), lambda r: r[1]["sessions"] == 0, "no sessions", 10)
             finally:
                 await offer.close()
                 await whep.close()
