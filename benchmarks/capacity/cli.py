@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -14,8 +12,7 @@ from pathlib import Path
 from benchmarks.capacity.plot import plot_runs
 from benchmarks.capacity.report import summarise
 from benchmarks.capacity.run import Options, run_capacity
-from benchmarks.e2e import BenchError
-from benchmarks.kit.viewer import ViewerError
+from benchmarks.e2e.output import run_bench, write_results
 
 SESSIONS, SECONDS = 4, 20.0
 
@@ -63,22 +60,16 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     options = Options(args.sessions, args.seconds, args.workers, args.edge_source)
     label = args.label or f"{args.edge_source.name if args.edge_source else 'this'} x{args.workers}"
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("aioice").setLevel(logging.WARNING)
     load_before = os.getloadavg()[0]
-    try:
-        result = summarise(options, asyncio.run(run_capacity(options)), label, load_before)
-    except (BenchError, ViewerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    measured = run_bench(run_capacity(options))
+    if measured is None:
         return 1
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    png = args.json.with_suffix(".png")
-    plotted = plot_runs([result], png)
+    result = summarise(options, measured, label, load_before)
+    plotted = write_results(result, args.json, lambda run, png: plot_runs([run], png))
     cost = result["per_session"]
     print(
         f"{label}: per session idle {cost['cpu_pct']['idle']} %, speaking {cost['cpu_pct']['speaking']} % of a core, "
         f"PSS {cost['pss_mb']} MB; sessions per worker {result['sessions_per_worker'] or 'n/a'}"
     )
-    print(f"plot: {png}" if plotted else "no plot: matplotlib is not installed")
+    print(plotted)
     return 0

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
-import sys
 from pathlib import Path
 
-from benchmarks.e2e import BenchError
+from benchmarks.e2e.output import run_bench, write_results
 from benchmarks.faults.plot import plot_faults
 from benchmarks.faults.report import summarise
 from benchmarks.faults.run import Options, run_faults
-from benchmarks.kit.viewer import ViewerError
 
 FULL = Options(quick=False, down_s=5.0, lead_s=4.0, control_s=5.0, recovery_timeout_s=30.0, tail_s=3.0, speech_s=110.0)
 QUICK = Options(quick=True, down_s=3.0, lead_s=2.0, control_s=2.0, recovery_timeout_s=8.0, tail_s=1.0, speech_s=50.0)
@@ -29,17 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("aioice").setLevel(logging.WARNING)  # a dozen lines per connection
-    try:
-        result = summarise(asyncio.run(run_faults(QUICK if args.quick else FULL)))
-    except (BenchError, ViewerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    measured = run_bench(run_faults(QUICK if args.quick else FULL))
+    if measured is None:
         return 1
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    png = args.json.with_suffix(".png")
-    plotted = plot_faults(result, png)
+    result = summarise(measured)
+    plotted = write_results(result, args.json, plot_faults)
     for fault in result["faults"]:
         checks, health = fault["targets"], fault["health"]
         print(
@@ -48,5 +37,5 @@ def _run(args: argparse.Namespace) -> int:
             f"after {health['went_503_after_injection_s']} s, 200 again "
             f"{health['back_to_200_after_inference_back_s']} s after it was back"
         )
-    print(f"plot: {png}" if plotted else "no plot: matplotlib is not installed")
+    print(plotted)
     return 0

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
-import sys
 from pathlib import Path
 
-from benchmarks.e2e import BenchError
-from benchmarks.kit.viewer import ViewerError
+from benchmarks.e2e.output import run_bench, write_results
 from benchmarks.soak.plot import plot_soak
 from benchmarks.soak.report import summarise
 from benchmarks.soak.run import Options, run_soak
@@ -57,22 +52,16 @@ def _run(args: argparse.Namespace) -> int:
         utterance_s=UTTERANCE_S,
         quick=args.quick,
     )
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("aioice").setLevel(logging.WARNING)  # a dozen lines per connection
-    try:
-        result = summarise(asyncio.run(run_soak(options)))
-    except (BenchError, ViewerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    measured = run_bench(run_soak(options))
+    if measured is None:
         return 1
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    png = args.json.with_suffix(".png")
-    plotted = plot_soak(result, png)
+    result = summarise(measured)
+    plotted = write_results(result, args.json, plot_soak)
     delta, trend = result["delta"], result["memory_trend"]
     print(
         f"{result['cycles_done']} cycles ({result['cycles_failed']} failed) in {result['seconds']:.0f} s: "
         f"edge RSS {result['baseline']['rss_mb']} -> {result['final']['rss_mb']} MB ({delta['rss_mb']:+} MB, "
         f"{trend['verdict']}), threads {delta['threads']:+}, fds {delta['fds']:+}, sockets {delta['sockets']}"
     )
-    print(f"plot: {png}" if plotted else "no plot: matplotlib is not installed")
+    print(plotted)
     return 0

@@ -23,7 +23,7 @@ import aiohttp
 from lipstream.lifecycle import die_with_parent
 from media_server.config import EdgeConfig
 from media_server.edge import SessionLimit
-from signaling.inference_child import RESTART_BACKOFF_S
+from signaling.supervision import keep_alive
 from signaling.workers.status import WorkerReport, read_reports
 
 log = logging.getLogger(__name__)
@@ -140,26 +140,18 @@ class WorkerPool:
             await asyncio.gather(worker._reports, return_exceptions=True)
 
     async def _watch(self, worker: Worker) -> None:
-        """Runs until cancelled or drained: restart the worker with backoff whenever it exits."""
-        delay = RESTART_BACKOFF_S[0]
-        while True:
+        """Runs until cancelled or drained: restart the worker whenever it exits."""
+
+        async def down() -> str | None:
             assert worker.process is not None
             code = await worker.process.wait()
             await self._down(worker)
-            if self.draining:
-                return
-            log.error(
-                "worker %d exited (code %s): its sessions are gone; restarting it in %.0f s", worker.index, code, delay
-            )
-            await asyncio.sleep(delay)
-            try:
-                await self._spawn(worker)
-            except WorkerFailed as exc:
-                log.error("%s", exc)
-                delay = min(RESTART_BACKOFF_S[1], delay * 2)
-                continue
+            return None if self.draining else f"{worker.index} exited (code {code}), its sessions with it"
+
+        def restarted() -> None:
             worker.restarts += 1
-            delay = RESTART_BACKOFF_S[0]
+
+        await keep_alive("worker", down, lambda: self._spawn(worker), WorkerFailed, restarted)
 
     # -- choosing a worker --------------------------------------------------------------------------
     @property
