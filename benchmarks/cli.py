@@ -1,10 +1,11 @@
-"""`lipstream bench inference|edge|e2e|soak|faults|overload|lips`: each writes its results as JSON."""
+"""`lipstream bench inference|edge|e2e|edge-capacity|soak|faults|overload|lips`: each writes its results as JSON."""
 
 from __future__ import annotations
 
 import argparse
 
 from benchmarks import edge, inference, lips
+from benchmarks.capacity import cli as capacity
 from benchmarks.e2e import cli as e2e
 from benchmarks.faults import cli as faults
 from benchmarks.overload import cli as overload
@@ -14,5 +15,5 @@ from benchmarks.soak import cli as soak
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="benchmarks that write JSON results")
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    for bench in (inference, edge, e2e, soak, faults, overload, lips):
+    for bench in (inference, edge, e2e, capacity, soak, faults, overload, lips):
         bench.register(benches)

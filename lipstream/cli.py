@@ -16,6 +16,9 @@ import sys
 # Set before numpy loads: sessions and batches give the parallelism; BLAS threads
 # on top only fight them for the cores (and make small matmuls 50x slower).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# Child processes (inference, edge workers) are forked only to exec at once: gRPC's fork handlers
+# have nothing to do, and would log that threads are busy at every start.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 from collections.abc import Sequence
 
 from lipstream.config import CONFIG_EXIT_CODE, ConfigError
@@ -24,6 +27,7 @@ from lipstream.config import CONFIG_EXIT_CODE, ConfigError
 COMMANDS = {
     "serve": "signaling.server",
     "edge": "signaling.server",
+    "edge-worker": "signaling.workers.worker",
     "inference": "inference_service.serving.cli",
     "models": "inference_service.triton.cli",  # build and list, and export-triton
     "avatar": "media_server.avatars.cli",

@@ -21,6 +21,23 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
+class Shutdown:
+    """SIGTERM or SIGINT asks a service to drain (`drain`); a second one to stop at once (`now`).
+
+    Draining is what a rolling update needs: no new work, the running work finishes.
+    """
+
+    def __init__(self) -> None:
+        self.drain = asyncio.Event()
+        self.now = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._signalled)
+
+    def _signalled(self) -> None:
+        (self.now if self.drain.is_set() else self.drain).set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago, for a child service that must be told its port."""
     with socket.socket() as sock:

@@ -7,7 +7,7 @@ and CLI flags over them (`lipstream.config`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -17,6 +17,9 @@ from lipstream.config import StrictModel, load_config
 class HttpConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        1, description="edge processes behind the one port; auto = the usable cores (serve: one fewer)"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API")
     api_key: str | None = Field(None, description="when set, creating a session needs 'Authorization: Bearer KEY'")
     ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for NAT traversal")
@@ -47,7 +50,12 @@ class AvatarsConfig(StrictModel):
 class VideoConfig(StrictModel):
     bitrate_kbps: int = Field(1500, ge=100, le=50_000)
     keyframe_interval_s: float = Field(2.0, gt=0, le=2.0)
+    shared_keyframe_interval_s: float = Field(
+        1.0, ge=0.04, le=1.0, description="keyframes of the idle loop idle sessions share: the longest wait to join it"
+    )
     preset: str = "ultrafast"
+    idle_preset: str = Field("medium", description="x264 preset of the idle loop, encoded once per avatar and worker")
+    idle_crf: int = Field(26, ge=0, le=51, description="the idle loop's constant quality (lower: better, more bits)")
 
 
 class SessionConfig(StrictModel):
@@ -66,6 +74,9 @@ class SessionConfig(StrictModel):
     event_queue_size: int = Field(64, ge=1, le=10_000, description="events held for one slow events consumer")
     live_chunk_max_kb: int = Field(256, ge=1)
     live_buffer_seconds: float = Field(10.0, gt=0, description="a live feed may run this far ahead of playback")
+    drain_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="after SIGTERM, running sessions go on this long at most; new ones get 503"
+    )
 
 
 class LevellingConfig(StrictModel):

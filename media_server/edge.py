@@ -25,6 +25,7 @@ from media_server.metrics import EdgeMetrics
 from media_server.session.session import Session, SessionModel, SessionServices
 from media_server.speech.features import FeatureExtractor
 from media_server.tts.service import TextToSpeech
+from media_server.video.idle_loop import IdleLoops
 from media_server.webrtc.peer import SessionPeer, require_sdp
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,11 @@ class NewSession(NamedTuple):
 
 
 class Edge:
-    def __init__(self, config: EdgeConfig) -> None:
+    """`session_prefix` starts every session id: a worker's index, so a front can route by it."""
+
+    def __init__(self, config: EdgeConfig, session_prefix: str = "") -> None:
         self.config = config
+        self.session_prefix = session_prefix
         self.catalogue = AvatarCatalogue(config.avatars.directory)
         self.store = FrameStore(config.avatars.memory_budget_mb)
         targets = config.inference
@@ -67,8 +71,9 @@ class Edge:
         self.inference_health = InferenceMonitor(self.inference, targets.health_interval_s)
         self.reclaimer = Reclaimer()
         # Speech decoding and features for every session: bounded, and apart from the
-        # default executor that aiortc uses to encode every session's audio.
+        # default executor (avatars loading, idle loops encoding).
         self._speech_executor = ThreadPoolExecutor(SPEECH_WORKERS, thread_name_prefix="speech")
+        self.idle_loops = IdleLoops(config.video)
         self._services = SessionServices(
             inference=self.inference,
             extractor=FeatureExtractor(config.audio_encoder, config.levelling if config.levelling.enabled else None),
@@ -77,17 +82,56 @@ class Edge:
             video=config.video,
             metrics=self.metrics,
             load=self.load,
+            idle_loops=self.idle_loops,
         )
         self.tts = TextToSpeech(config.tts)
         self.sessions: dict[str, Session] = {}
         self._peers: dict[str, SessionPeer] = {}
         self._starting = 0  # sessions being negotiated: they count against the limit too
+        self.created = 0  # sessions ever created
+        self.draining = False  # shutting down: no new sessions
+        self._watchers: list[asyncio.Event] = []
         self._lookahead: dict[str, int] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Background work that lives as long as the edge: the inference health check."""
         self.inference_health.start()
+
+    def watch(self) -> asyncio.Event:
+        """An event set whenever a session starts or ends (the watcher clears it when it has looked)."""
+        event = asyncio.Event()
+        self._watchers.append(event)
+        return event
+
+    def _sessions_changed(self) -> None:
+        self.metrics.sessions.set(len(self.sessions))
+        for event in self._watchers:
+            event.set()
+
+    async def drain(self, timeout_s: float, stop: asyncio.Event) -> None:
+        """Refuse new sessions and let the running ones go on until they end, `timeout_s` passes or `stop` is set.
+
+        Whatever still runs then is closed by `close`.
+        """
+        self.draining = True
+        changed = self.watch()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        log.info("draining: %d sessions may run for %.0f s more", len(self.sessions), timeout_s)
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while self.sessions and not stop.is_set():
+                changed.clear()
+                waiting = asyncio.ensure_future(changed.wait())
+                remaining = deadline - asyncio.get_running_loop().time()
+                done, _ = await asyncio.wait({waiting, stopped}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+                if not done:
+                    log.info("drain timeout: closing %d sessions", len(self.sessions))
+                    return
+        finally:
+            stopped.cancel()
+            self._watchers.remove(changed)
 
     # -- avatars and models ---------------------------------------------------------------
     async def load_avatar(self, name: str) -> LoadedAvatar:
@@ -98,6 +142,7 @@ class Edge:
                 f"avatar '{name}' is {avatar.fps} fps; sessions run at {VIDEO_FPS} fps "
                 f"(prepare it with --fps {VIDEO_FPS})"
             )
+        self.idle_loops.get(avatar)  # its shared idle loop starts encoding with its first use
         return avatar
 
     async def lookahead_frames(self, model_id: str) -> int:
@@ -132,6 +177,8 @@ class Edge:
     def _admit(self) -> None:
         """SessionLimit unless one more session fits: in number, while connecting, and in time kept."""
         config = self.config.sessions
+        if self.draining:
+            raise SessionLimit("draining: this edge is shutting down")
         if len(self.sessions) + self._starting >= config.max_sessions:
             raise SessionLimit(f"server full: {config.max_sessions} sessions")
         connecting = self._starting + sum(not peer.connected for peer in self._peers.values())
@@ -155,7 +202,7 @@ class Edge:
     async def _start_session(self, offer_sdp: str, avatar_name: str) -> NewSession:
         avatar = await self.load_avatar(avatar_name)
         model = SessionModel(avatar.model, await self.lookahead_frames(avatar.model))
-        session_id = secrets.token_urlsafe(16)
+        session_id = self.session_prefix + secrets.token_urlsafe(16)
         session = Session(session_id, secrets.token_urlsafe(24), avatar, model, self._services)
         peer = SessionPeer(
             session,
@@ -170,8 +217,9 @@ class Edge:
             raise
         self.sessions[session_id] = session
         self._peers[session_id] = peer
+        self.created += 1
         self.metrics.sessions_created.inc()
-        self.metrics.sessions.set(len(self.sessions))
+        self._sessions_changed()
         session.spawn(self._end_if_never_connected(peer), "connect-timeout")
         log.info("session %s: avatar %s, model %s", session_id[:8], avatar.name, avatar.model)
         return NewSession(session, answer)
@@ -188,7 +236,7 @@ class Edge:
         peer = self._peers.pop(session_id, None)
         if session is None:
             return None
-        self.metrics.sessions.set(len(self.sessions))
+        self._sessions_changed()
         log.info("session %s closed", session_id[:8])
         task = asyncio.get_running_loop().create_task(self._finish(session, peer), name=f"close:{session_id[:8]}")
         self._closing.add(task)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lipstream.paths import data_dir
@@ -26,7 +29,7 @@ async def avatars(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 while sessions can move lips; 503 (with the reason) while no inference server answers."""
+    """200 while sessions can move lips; 503 (with the reason) while no inference server answers, or draining."""
     edge = edge_of(request)
     monitor = edge.inference_health
     reachable = await monitor.current()
@@ -34,13 +37,13 @@ async def health(request: web.Request) -> web.Response:
     if not reachable:
         inference["reason"] = monitor.reason
     body = {
-        "status": "ok" if reachable else "degraded",
+        "status": "draining" if edge.draining else "ok" if reachable else "degraded",
         "inference": inference,
         "sessions": len(edge.sessions),
         "max_sessions": edge.config.sessions.max_sessions,
         "late_frame_pct": round(edge.load.late_pct(), 1),
     }
-    return web.json_response(body, status=200 if reachable else 503)
+    return web.json_response(body, status=200 if body["status"] == "ok" else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -52,10 +55,11 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(data_dir("web_client") / "index.html")
 
 
-def create_app(edge: Edge) -> web.Application:
+def create_app(edge: Edge, middlewares: Sequence[Middleware] = ()) -> web.Application:
+    """The edge's app; `middlewares` go first (a worker's trust in its front's forwarded address)."""
     config = edge.config
     max_body = int(config.sessions.max_speech_mb * 1024 * 1024) + 64 * 1024
-    app = web.Application(middlewares=[cors, domain_errors], client_max_size=max_body)
+    app = web.Application(middlewares=[*middlewares, cors, domain_errors], client_max_size=max_body)
     app[EDGE_KEY] = edge
     app[CONFIG_KEY] = config
     app[SESSION_RATE_KEY] = SessionRateLimit(config.http.sessions_per_minute, config.http.session_burst)

@@ -16,11 +16,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from inference_service.client import wait_until_serving
 from lipstream.lifecycle import die_with_parent
+from signaling.supervision import keep_alive
 
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_S = 1.0
-RESTART_BACKOFF_S = (1.0, 30.0)  # first delay, longest delay
 
 
 class InferenceChildFailed(RuntimeError):
@@ -60,21 +60,16 @@ class InferenceChild:
 
     async def supervise(self) -> None:
         """Runs until cancelled: restart the child whenever it exits or hangs."""
-        delay = RESTART_BACKOFF_S[0]
-        while True:
-            reason = await self._until_down()
-            log.error("inference service %s: restarting it in %.0f s", reason, delay)
-            await self._kill()
-            await asyncio.sleep(delay)
-            try:
-                await self.start()
-            except InferenceChildFailed as exc:
-                log.error("%s", exc)
-                delay = min(RESTART_BACKOFF_S[1], delay * 2)
-                continue
-            self.restarts += 1
-            delay = RESTART_BACKOFF_S[0]
-            log.info("inference service restarted (pid %s)", self.pid)
+        await keep_alive("inference service", self._down, self.start, InferenceChildFailed, self._restarted)
+
+    async def _down(self) -> str:
+        reason = await self._until_down()
+        await self._kill()  # a hung one is still there
+        return reason
+
+    def _restarted(self) -> None:
+        self.restarts += 1
+        log.info("inference service restarted (pid %s)", self.pid)
 
     async def _until_down(self) -> str:
         """Why the child is down: it exited, or it failed every health check for `hung_after_s`."""

@@ -15,6 +15,13 @@ JSON_SLACK = 4096  # room for the JSON around the SDP
 TRICKLE_LIMIT = 64 * 1024
 
 
+def admit_offer(request: web.Request, content_type: str, what: str) -> None:
+    """What a new session's request passes before its body is read: the API key, its type, the client's rate."""
+    check_api_key(request)
+    require_type(request, content_type, what)
+    _admit_client(request)
+
+
 def _admit_client(request: web.Request) -> None:
     """429 with Retry-After for a client address opening sessions faster than allowed."""
     wait_s = request.app[SESSION_RATE_KEY].take(request.remote or "unknown")
@@ -28,9 +35,7 @@ def _sdp_limit(request: web.Request) -> int:
 
 
 async def offer(request: web.Request) -> web.Response:
-    check_api_key(request)  # before reading any body
-    require_type(request, "application/json", "an offer")
-    _admit_client(request)
+    admit_offer(request, "application/json", "an offer")
     body = await read_json(request, _sdp_limit(request) + JSON_SLACK, "the offer")
     if not isinstance(body, dict) or not isinstance(body.get("sdp"), str) or body.get("type") != "offer":
         raise http_error(web.HTTPBadRequest, 'expected JSON {"sdp": "...", "type": "offer", "avatar": "..."}')
@@ -42,9 +47,7 @@ async def offer(request: web.Request) -> web.Response:
 
 
 async def whep_create(request: web.Request) -> web.Response:
-    check_api_key(request)
-    require_type(request, "application/sdp", "WHEP offers")
-    _admit_client(request)
+    admit_offer(request, "application/sdp", "WHEP offers")
     sdp = await read_text(request, _sdp_limit(request), "the offer")
     session, answer = await edge_of(request).create_session(sdp, request.match_info["avatar"])
     return web.Response(

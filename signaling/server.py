@@ -1,76 +1,25 @@
-"""`lipstream edge` and `lipstream serve`."""
+"""`lipstream edge` and `lipstream serve`: one edge process, or a front and its workers."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
-from lipstream.lifecycle import free_port, stop_on_signals
-from media_server.avatars.catalogue import bundled_avatar_ready
+from lipstream.lifecycle import Shutdown, free_port
 from media_server.config import EdgeConfig, load_edge_config
-from media_server.edge import Edge
-from signaling.access_log import RedactingAccessLogger
-from signaling.app import create_app
 from signaling.inference_child import InferenceChild, InferenceChildFailed
+from signaling.running import run_edge
+from signaling.workers.front import run_front
+from signaling.workers.routing import worker_count
 
 log = logging.getLogger(__name__)
 
 INFERENCE_START_TIMEOUT_S = 300.0  # the first start generates the built-in model
 INFERENCE_HUNG_S = 10.0  # longer than a freeze the service survives (a 5 s stop costs moving lips, not a restart)
-
-
-async def _warm_default_avatar(edge: Edge, name: str) -> None:
-    try:
-        await edge.load_avatar(name)
-    except Exception as exc:  # noqa: BLE001 - a broken default avatar is reported per session too
-        log.error("cannot load the default avatar '%s': %s", name, exc)
-    # Everything alive now (libraries, the avatar) lives as long as the process: keep it out
-    # of the collector, whose full passes over it otherwise stall every session at once.
-    gc.collect()
-    gc.freeze()
-
-
-async def _provide_bundled_avatar() -> None:
-    """Generate the bundled avatar at the first start; a failure leaves the edge serving the others."""
-    if bundled_avatar_ready():
-        return
-    # Imported here: the builder (face detection, scikit-image) is needed this once, never to serve.
-    from media_server.avatars.bundled import ensure_bundled_avatar
-
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, ensure_bundled_avatar)
-    except Exception as exc:  # noqa: BLE001 - sessions on this avatar get a 422 that says why
-        log.error("cannot build the bundled avatar: %s", exc)
-
-
-async def run_edge(config: EdgeConfig, stop: asyncio.Event) -> None:
-    await _provide_bundled_avatar()
-    edge = Edge(config)
-    edge.start()
-    runner = web.AppRunner(create_app(edge), handle_signals=False, access_log_class=RedactingAccessLogger)
-    await runner.setup()
-    site = web.TCPSite(runner, config.http.host, config.http.port)
-    await site.start()
-    warm = asyncio.create_task(_warm_default_avatar(edge, config.avatars.default))
-    targets = config.inference
-    log.info(
-        "edge on http://%s:%d (inference: %s over %s)",
-        config.http.host,
-        config.http.port,
-        ", ".join(targets.targets),
-        targets.protocol,
-    )
-    try:
-        await stop.wait()
-    finally:
-        warm.cancel()
-        await runner.cleanup()
+SERVE_INFERENCE_CORES = 1  # `serve --workers auto` leaves this many cores to its inference child
 
 
 def _edge_config(args: argparse.Namespace, inference: list[str] | None) -> EdgeConfig:
@@ -83,8 +32,18 @@ def _edge_config(args: argparse.Namespace, inference: list[str] | None) -> EdgeC
             "inference.protocol": args.inference_protocol,
             "avatars.directory": str(args.avatars) if getattr(args, "avatars", None) else None,
             "tts.engine": args.tts_engine,
+            "http.workers": args.workers,
         },
     )
+
+
+async def _run_edges(config: EdgeConfig, shutdown: Shutdown, reserved_cores: int = 0) -> None:
+    """One edge process, or a front and its workers (`signaling.workers`)."""
+    workers = worker_count(config.http.workers, reserved_cores)
+    if workers == 1:
+        await run_edge(config, shutdown)
+    else:
+        await run_front(config, workers, shutdown)
 
 
 def _edge(args: argparse.Namespace) -> int:
@@ -92,7 +51,7 @@ def _edge(args: argparse.Namespace) -> int:
     config = _edge_config(args, targets)
 
     async def main() -> None:
-        await run_edge(config, stop_on_signals())
+        await _run_edges(config, Shutdown())
 
     asyncio.run(main())
     return 0
@@ -120,10 +79,10 @@ def _serve(args: argparse.Namespace) -> int:
         command += ["--metrics-port", str(args.metrics_port)]
 
     async def main() -> int:
-        stop = stop_on_signals()
+        shutdown = Shutdown()
         child = InferenceChild(command, f"127.0.0.1:{inference_port}", INFERENCE_START_TIMEOUT_S, args.inference_hung_s)
         starting = asyncio.ensure_future(child.start())
-        stopped = asyncio.ensure_future(stop.wait())
+        stopped = asyncio.ensure_future(shutdown.drain.wait())
         try:
             await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if stopped.done():
@@ -135,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
                 return 1
             supervisor = asyncio.create_task(child.supervise(), name="inference-supervisor")
             try:
-                await run_edge(config, stop)
+                await _run_edges(config, shutdown, reserved_cores=SERVE_INFERENCE_CORES)
             finally:
                 supervisor.cancel()
                 await asyncio.gather(supervisor, return_exceptions=True)
@@ -148,6 +107,15 @@ def _serve(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers must be a number or 'auto', got {text!r}") from None
+
+
 def _add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="edge YAML config (default: built-in defaults)")
     parser.add_argument("--host", help="HTTP listen address (default 127.0.0.1)")
@@ -156,6 +124,12 @@ def _add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tts-engine", help="the default text-to-speech engine: espeak-ng, openai or piper")
     parser.add_argument(
         "--inference-protocol", metavar="lipsync|kserve", help="how frames reach inference (default lipsync)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N|auto",
+        help="edge processes behind the port (default 1; auto = the usable cores, serve leaves one to inference)",
     )
 
 

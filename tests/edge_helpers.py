@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import aiohttp
 import numpy as np
@@ -23,6 +23,8 @@ from media_server.config import EdgeConfig
 from media_server.edge import Edge
 from signaling.access_log import RedactingAccessLogger
 from signaling.app import create_app
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,6 +103,18 @@ async def watched_edge(**sections: dict) -> AsyncIterator[Watched]:
             yield Watched(edge, http, viewer, avatar)
         finally:
             await viewer.close()
+
+
+async def until(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], what: str, timeout: float = 5.0) -> T:
+    """Ask again (a server, a page's stats, a viewer) until the answer is acceptable; it is returned."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if accept(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {value!r}")
+        await asyncio.sleep(0.1)
 
 
 async def wait_for(predicate, timeout: float, what: str) -> None:

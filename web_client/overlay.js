@@ -1,6 +1,6 @@
 // The latency overlay: named numbers (data-metric) and a sparkline of the browser's per-frame delay.
 
-const SERVER_STAGES = ['features', 'inference_queue', 'inference_compute', 'inference_rtt', 'composite', 'encode'];
+const SERVER_STAGES = ['features', 'inference_queue', 'inference_compute', 'inference_rtt', 'composite'];
 
 function format(value, digits) {
   if (value == null || Number.isNaN(value)) return '—';
@@ -96,6 +96,10 @@ export class Overlay {
     const { stats } = message;
     this.set('server_fps', stats.fps, 1);
     for (const stage of SERVER_STAGES) this.set(`server_${stage}_ms`, stats.stages_ms?.[stage], 2);
+    // An idle session sends the avatar's shared idle loop and encodes nothing itself.
+    const encode = stats.stages_ms?.encode;
+    const encoding = encode == null ? null : `${encode.toFixed(2)} ms`;
+    this.set('server_encode', message.video_source === 'shared' ? 'shared loop' : encoding);
     this.set('server_late_frames', stats.late_frames, 0);
     this.set('server_skipped_frames', stats.skipped_frames, 0);
     this.set('server_queued_s', message.queued_seconds, 1);

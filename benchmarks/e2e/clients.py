@@ -49,7 +49,8 @@ class SessionRun:
     stages_ms: dict[str, float]  # the server's medians over its last frames: inference, composite, encode
 
 
-async def _session_state(http: aiohttp.ClientSession, client: Viewer) -> dict:
+async def session_state(http: aiohttp.ClientSession, client: Viewer) -> dict:
+    """GET /sessions/{id}: the session's state and stats."""
     async with http.get(f"{client.base}/sessions/{client.session_id}", headers=client.auth()) as response:
         if response.status != 200:
             raise BenchError(f"GET /sessions answered {response.status}: {await response.text()}")
@@ -67,7 +68,7 @@ async def speak_and_interrupt(
     loop = asyncio.get_running_loop()
     session = f"{client.base}/sessions/{client.session_id}"
     await asyncio.sleep(delays_s[0])
-    before = (await _session_state(http, client))["stats"]
+    before = (await session_state(http, client))["stats"]
     sent = loop.time()
     async with http.post(
         f"{session}/speech", data=utterance.audio, headers={**client.auth(), "Content-Type": "audio/wav"}
@@ -84,6 +85,6 @@ async def speak_and_interrupt(
         if response.status != 200:
             raise BenchError(f"POST interrupt answered {response.status}: {await response.text()}")
     await client.wait_frame(client.last_frame + TAIL_FRAMES, TAIL_FRAMES * FRAME_SECONDS + FRAME_WAIT_SLACK_S)
-    after = (await _session_state(http, client))["stats"]
+    after = (await session_state(http, client))["stats"]
     late, speaking = (after[key] - before[key] for key in ("late_frames", "speaking_frames"))
     return SessionRun(client, sent, accepted, start, interrupted, late, speaking, after["stages_ms"])

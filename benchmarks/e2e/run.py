@@ -58,10 +58,10 @@ async def idle_memory(
 ) -> dict[str, Any]:
     """Edge RSS with 0, 1 and `most` idle sessions, before any speech: an utterance's feature buffers,
     once freed, stay in the allocator's heap and would be counted against the sessions that follow."""
-    rss = {0: await settle_rss_mb(meter, "edge")}
+    rss = {0: await settle_rss_mb(lambda: meter.rss_mb("edge"))}
     for count in sorted({1, most}):
         await connect_clients(http, services.url, clients, count, mouth)
-        rss[count] = await settle_rss_mb(meter, "edge")
+        rss[count] = await settle_rss_mb(lambda: meter.rss_mb("edge"))
     per_session = (rss[most] - rss[1]) / (most - 1) if most > 1 else rss[1] - rss[0]
     return {
         "base": round(rss[0], 1),

@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import grpc
@@ -32,17 +33,23 @@ def _child_log_level() -> str:
 
 
 class Services:
-    """`lipstream serve`, taken apart: the inference service and the edge, each in its own process."""
+    """`lipstream serve`, taken apart: the inference service and the edge, each in its own process.
 
-    def __init__(self, max_sessions: int) -> None:
+    The edge runs `workers` processes behind its port; with `edge_source`, it runs the code of that
+    checkout (its PYTHONPATH), so two versions can be measured side by side.
+    """
+
+    def __init__(self, max_sessions: int, workers: int = 1, edge_source: Path | None = None) -> None:
         self.max_sessions = max_sessions
+        self.workers = workers
+        self.edge_source = edge_source
         self.inference_target = ""
         self.url = ""
         self._children: dict[str, subprocess.Popen] = {}
 
-    def _spawn(self, name: str, arguments: list[str], env: dict[str, str]) -> subprocess.Popen:
+    def _spawn(self, name: str, arguments: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
         command = [sys.executable, "-m", "lipstream.cli", "--log-level", _child_log_level(), *arguments]
-        child = subprocess.Popen(command, env={**os.environ, **env})
+        child = subprocess.Popen(command, env={**os.environ, **env}, cwd=cwd)
         self._children[name] = child
         return child
 
@@ -58,11 +65,13 @@ class Services:
             },
         )
         await self._until_started("inference", wait_until_serving(self.inference_target, INFERENCE_START_TIMEOUT_S))
-        edge = self._spawn(
-            "edge",
-            ["edge", "--port", str(edge_port), "--inference", self.inference_target],
-            {"LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS": str(self.max_sessions)},
-        )
+        arguments = ["edge", "--port", str(edge_port), "--inference", self.inference_target]
+        env = {"LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS": str(self.max_sessions)}
+        if self.workers > 1:  # a checkout from before workers existed knows no such flag
+            arguments += ["--workers", str(self.workers)]
+        if self.edge_source is not None:  # `python -m` looks in its working directory first
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.edge_source), os.environ.get("PYTHONPATH")]))
+        edge = self._spawn("edge", arguments, env, cwd=self.edge_source)
         self.url = f"http://127.0.0.1:{edge_port}"
         await self._until_started("edge", self._edge_healthy(http, edge))
 
@@ -124,13 +133,13 @@ class ProcessMeter:
         return self._processes[name].memory_info().rss / 2**20
 
 
-async def settle_rss_mb(meter: ProcessMeter, name: str, tolerance_mb: float = 1.0, timeout_s: float = 15.0) -> float:
+async def settle_rss_mb(rss_mb: Callable[[], float], tolerance_mb: float = 1.0, timeout_s: float = 15.0) -> float:
     """RSS once it stops moving (the edge loads the default avatar in the background at start-up)."""
     deadline = time.monotonic() + timeout_s
-    previous = meter.rss_mb(name)
+    previous = rss_mb()
     while time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        current = meter.rss_mb(name)
+        current = rss_mb()
         if abs(current - previous) < tolerance_mb:
             return current
         previous = current

@@ -72,6 +72,9 @@ class RtpTap:
     """
 
     clock: int
+    forward: bool = True  # False: packets are counted here and never reach aiortc's jitter buffer and decoder
+    keep_payloads: bool = False  # True: `payloads` keeps every packet's payload
+    payloads: dict[int, dict[int, bytes]] = field(default_factory=dict)  # ticks from the origin -> seq -> payload
     packet_arrival: dict[int, float] = field(default_factory=dict)  # RTP ts -> arrival of its last packet
     reports: list[SenderReport] = field(default_factory=list)
     origin: int = 0
@@ -85,7 +88,11 @@ class RtpTap:
                 self.origin = packet.timestamp
             self.packet_arrival[packet.timestamp] = loop.time()
             self.newest = max(self.newest, (packet.timestamp - self.origin) % RTP_WRAP)
-            await on_rtp(packet, arrival_time_ms)
+            if self.keep_payloads:
+                ticks = (packet.timestamp - self.origin) % RTP_WRAP
+                self.payloads.setdefault(ticks, {})[packet.sequence_number] = packet.payload
+            if self.forward:
+                await on_rtp(packet, arrival_time_ms)
 
         async def rtcp(packet: AnyRtcpPacket) -> None:
             if isinstance(packet, RtcpSrPacket):
@@ -260,15 +267,19 @@ async def connect_viewer(
     whep: bool = False,
     microphone: MediaStreamTrack | None = None,
     keep: Keep = np.copy,
+    decode: bool = True,
 ) -> Viewer:
     """A receiving session on the edge at `base`, negotiated as the demo page does.
 
     POST /offer opens the `stats` data channel too (WHEP has none); with a `microphone` the
     viewer sends it as its audio track (echo mode) and receives the speech on the same one.
+    Without `decode` the viewer only counts packets (`video_rtp`, `audio_rtp`): a bench that
+    measures the edge's cost then spends no CPU on decoding what it sends.
     """
     loop = asyncio.get_running_loop()
     pc = RTCPeerConnection()
     viewer = Viewer(pc, base, keep=keep)
+    viewer.video_rtp.forward = viewer.audio_rtp.forward = decode
     video = pc.addTransceiver("video", direction="recvonly")
     audio = pc.addTransceiver("audio", direction="recvonly") if microphone is None else pc.addTransceiver(microphone)
     viewer.video_rtp.attach(video.receiver, loop)

@@ -13,10 +13,16 @@ CHANNEL_RECONNECT_MAX_S = 1.0
 
 
 async def wait_until_serving(target: str, timeout_s: float) -> None:
-    """Return once the server's grpc.health.v1 Watch says SERVING; TimeoutError otherwise."""
+    """Return once the server's grpc.health.v1 Watch says SERVING; TimeoutError otherwise.
+
+    The channel retries every 0.1-0.5 s, not with gRPC's default backoff (up to minutes): a
+    server that starts is seen serving at once, not seconds later (a supervisor waiting here
+    would miss the server hanging in between).
+    """
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    async with grpc.aio.insecure_channel(target) as channel:
+    options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 500)]
+    async with grpc.aio.insecure_channel(target, options=options) as channel:
         watch = health_pb2_grpc.HealthStub(channel).Watch(
             health_pb2.HealthCheckRequest(), timeout=timeout_s, wait_for_ready=True
         )

@@ -121,6 +121,12 @@ def _image_files(directory: Path) -> list[Path]:
     return files
 
 
+def source_files(directory: Path, manifest: AvatarManifest) -> list[Path]:
+    """Every file an avatar is decoded from: its manifest, its rects, its frames or video."""
+    frames = [directory / manifest.video] if manifest.video else _image_files(directory)
+    return [directory / MANIFEST, directory / RECTS, *frames]
+
+
 def _decode_images(files: list[Path]) -> Iterator[tuple[str, np.ndarray]]:
     for path in files:
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -157,7 +163,7 @@ def _check_rects_inside(rects: np.ndarray, width: int, height: int, where: Path)
         )
 
 
-def _idle_frames(manifest: AvatarManifest, n_frames: int, directory: Path) -> tuple[int, ...]:
+def idle_frames_of(manifest: AvatarManifest, n_frames: int, directory: Path) -> tuple[int, ...]:
     if manifest.idle_frames is None:
         return tuple(range(n_frames))
     if not manifest.idle_frames:
@@ -199,7 +205,7 @@ def load_avatar(directory: Path) -> AvatarAssets:
         manifest=manifest,
         frames_i420=np.stack(frames),
         rects=rects,
-        idle_frames=_idle_frames(manifest, len(frames), directory),
+        idle_frames=idle_frames_of(manifest, len(frames), directory),
     )
 
 

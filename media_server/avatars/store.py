@@ -2,7 +2,9 @@
 
 Each avatar is decoded once into I420 frames plus the model input crop of every
 frame, so a session's per-frame work is an index, not a conversion. Arrays are
-read-only: sessions share them and composite into their own copy.
+read-only: sessions share them and composite into their own copy. They are
+memory-mapped from the cache (`mapped`), so every worker process of a machine
+shares one copy of them.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from media_server.avatars.format import AvatarAssets, load_avatar
+from lipstream.paths import cache_dir
+from media_server.avatars.format import AvatarAssets, idle_frames_of, load_avatar, read_manifest, source_files
 from media_server.avatars.geometry import CropGeometry, even_box, make_crop
+from media_server.avatars.mapped import Arrays, mapped_arrays, version_of
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +90,41 @@ def build_loaded_avatar(assets: AvatarAssets) -> LoadedAvatar:
     )
 
 
-class FrameStore:
-    """Thread-safe cache of LoadedAvatars; concurrent requests for one avatar load it once."""
+def _decoded_arrays(directory: Path) -> Arrays:
+    avatar = build_loaded_avatar(load_avatar(directory))
+    return {"frames": avatar.frames, "crops": avatar.crops_i420, "rects": avatar.rects}
 
-    def __init__(self, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB) -> None:
+
+def map_loaded_avatar(directory: Path, cache: Path) -> LoadedAvatar:
+    """The avatar in `directory` with its arrays mapped from `cache` (decoded into it the first time)."""
+    manifest = read_manifest(directory)
+    version = version_of(source_files(directory, manifest))
+    arrays = mapped_arrays(cache, directory, version, lambda: _decoded_arrays(directory))
+    frames = arrays["frames"]
+    return LoadedAvatar(
+        name=manifest.name,
+        directory=directory,
+        fps=manifest.fps,
+        model=manifest.model,
+        geometry=CropGeometry(size=manifest.crop_size),
+        frames=frames,
+        crops_i420=arrays["crops"],
+        rects=arrays["rects"],
+        idle_frames=idle_frames_of(manifest, int(frames.shape[0]), directory),
+    )
+
+
+class FrameStore:
+    """Thread-safe cache of LoadedAvatars; concurrent requests for one avatar load it once.
+
+    `cache` holds the decoded arrays every process maps (default: the cache's `frames/`).
+    """
+
+    def __init__(self, memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB, cache: Path | None = None) -> None:
         if memory_budget_mb <= 0:
             raise ValueError(f"memory_budget_mb must be positive, got {memory_budget_mb}")
         self._budget = int(memory_budget_mb * 1024 * 1024)
+        self._cache = cache
         self._lock = threading.Lock()
         self._resident: OrderedDict[Path, LoadedAvatar] = OrderedDict()
         self._loading: dict[Path, Future[LoadedAvatar]] = {}
@@ -117,7 +149,7 @@ class FrameStore:
         if loading is not None:
             return loading.result()
         try:
-            avatar = build_loaded_avatar(load_avatar(key))
+            avatar = map_loaded_avatar(key, self._cache or cache_dir() / "frames")
         except BaseException as exc:
             with self._lock:
                 del self._loading[key]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -22,23 +21,17 @@ from protos.lipsync.v1 import lipsync_pb2 as pb
 
 RENDER_MARGIN_S = 0.010  # time kept for compositing and encoding before a frame is due
 
-_crop_bytes: weakref.WeakKeyDictionary[LoadedAvatar, list[bytes]] = weakref.WeakKeyDictionary()
-
-
-def crop_bytes(avatar: LoadedAvatar) -> list[bytes]:
-    """The avatar's model crops as bytes, made once and shared by its sessions."""
-    cached = _crop_bytes.get(avatar)
-    if cached is None:
-        cached = [crop.tobytes() for crop in avatar.crops_i420]
-        _crop_bytes[avatar] = cached
-    return cached
-
 
 class Mouth(NamedTuple):
     """A frame's mouth region (None: the idle frame), and whether it should have had one and came too late."""
 
     crop: bytes | None
     late: bool
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is said at this frame (a late mouth is speech, shown with the idle picture)."""
+        return self.crop is None and not self.late
 
 
 IDLE = Mouth(None, late=False)
@@ -75,7 +68,7 @@ class MouthPipeline:
         self._stats = stats
         self._pipeline_frames = pipeline_frames
         self._idle = avatar.idle_sequence()
-        self._crops = crop_bytes(avatar)
+        self._crops = avatar.crops_i420  # mapped from the shared cache; copied into each request
         self._pending: dict[tuple[int, int], PendingMouth] = {}  # (utterance id, its frame) -> request
 
     @property
@@ -109,7 +102,7 @@ class MouthPipeline:
                 model=self._model_id,
                 budget_us=int(budget * 1e6),
                 compact=pb.CompactInput(
-                    crop=self._crops[self.background(frame)], crop_format=pb.IMAGE_FORMAT_I420, audio=window
+                    crop=self._crops[self.background(frame)].tobytes(), crop_format=pb.IMAGE_FORMAT_I420, audio=window
                 ),
             )
             try:

@@ -1,4 +1,8 @@
-"""Compositing and H.264 encoding on the session's own worker thread, never on the event loop."""
+"""A session's own frames: composited and H.264-encoded on the session's own thread, never on the event loop.
+
+The encoder exists only while the session needs its own frames (`video_out`): released when the
+session goes back to the shared idle loop, a fresh one starts with a keyframe.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +23,25 @@ from media_server.video.encoder import H264Encoder
 class Renderer:
     def __init__(self, avatar: LoadedAvatar, video: VideoConfig, stats: SessionStats, name: str) -> None:
         self._avatar = avatar
+        self._video = video
         self._stats = stats
-        self._encoder = H264Encoder(avatar.width, avatar.height, video)
+        self._encoder: H264Encoder | None = None
         # One thread: frames are encoded in order, and one session never takes more than a core.
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=name)
 
+    @property
+    def encoding(self) -> bool:
+        """Whether the session holds an encoder (it does while it sends its own frames)."""
+        return self._encoder is not None
+
     def request_keyframe(self) -> None:
-        self._encoder.request_keyframe()
+        encoder = self._encoder
+        if encoder is not None:  # a fresh encoder starts with one anyway
+            encoder.request_keyframe()
+
+    def release_encoder(self) -> None:
+        """Only between frames: the next frame rendered starts a fresh encoder, with a keyframe."""
+        self._encoder = None
 
     async def render(self, background: int, mouth: bytes | None, pts: int) -> av.Packet:
         """Avatar frame `background`, with `mouth` composited in when given, as one H.264 packet."""
@@ -39,8 +55,11 @@ class Renderer:
         else:
             frame = composite(self._avatar, background, np.frombuffer(mouth, np.uint8))
             self._stats.record("composite", (time.perf_counter() - started) * 1000)
+        encoder = self._encoder
+        if encoder is None:
+            encoder = self._encoder = H264Encoder(self._avatar.width, self._avatar.height, self._video)
         encode_started = time.perf_counter()
-        packet = self._encoder.encode(frame, pts)
+        packet = encoder.encode(frame, pts)
         self._stats.record("encode", (time.perf_counter() - encode_started) * 1000)
         return packet
 

@@ -1,9 +1,12 @@
-"""One viewer's session: a thin facade over its clock, speech, mouth pipeline and renderer.
+"""One viewer's session: a thin facade over its clock, speech, mouth pipeline, video and audio out.
 
 Video frame n is due at t0 + n/25 s (pts n * 3600 at 90 kHz); audio chunk k at
 t0 + k * 20 ms (pts k * 960 at 48 kHz), both from one clock. Inference for a speaking
 frame is requested ahead of its deadline (`mouth`); a result that misses the deadline
 is replaced by the idle frame and counted late, so the stream never stalls or bursts.
+Both tracks hand aiortc finished packets: while the session is idle they are the
+avatar's shared idle loop (`video_out`) and shared silence (`audio_out`), so an idle
+session encodes nothing.
 """
 
 from __future__ import annotations
@@ -18,31 +21,27 @@ import av
 from aiortc.mediastreams import MediaStreamError
 
 from inference_service.client import InferenceClient
-from lipstream.timebase import (
-    AUDIO_TIME_BASE,
-    CHUNKS_PER_FRAME,
-    FRAME_SECONDS,
-    PLAYBACK_CHUNK_SAMPLES,
-    PLAYBACK_RATE,
-    PTS_PER_FRAME,
-)
+from lipstream.timebase import CHUNKS_PER_FRAME, FRAME_SECONDS
 from media_server.avatars.store import LoadedAvatar
 from media_server.config import SessionConfig, VideoConfig
 from media_server.load import LoadMeter
 from media_server.metrics import EdgeMetrics
 from media_server.session import saying
+from media_server.session.audio_out import AudioOut
 from media_server.session.clock import AvClock
 from media_server.session.events import STATS, Event, EventFanOut
 from media_server.session.mouth import MouthPipeline
 from media_server.session.renderer import Renderer
 from media_server.session.speech_input import SpeechInput, SpeechInterrupted
 from media_server.session.stats import SessionStats
+from media_server.session.video_out import VideoOut
 from media_server.speech.audio import PcmFormat
 from media_server.speech.features import FeatureExtractor
 from media_server.speech.live import LiveFeed
 from media_server.speech.timeline import SpeechEvent, SpeechTimeline
 from media_server.speech.utterance import Utterance
 from media_server.tts.service import TextToSpeech
+from media_server.video.idle_loop import IdleLoops
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,7 @@ class SessionServices:
     video: VideoConfig
     metrics: EdgeMetrics | None = None
     load: LoadMeter | None = None
+    idle_loops: IdleLoops | None = None
 
 
 def _ms(frames: int) -> float:
@@ -111,6 +111,8 @@ class Session:
             avatar, model.id, stream, self._timeline, self._clock, self.stats, config.pipeline_frames
         )
         self._renderer = Renderer(avatar, services.video, self.stats, f"session-{session_id[:8]}")
+        self._video = VideoOut(avatar, self._renderer, services.idle_loops, self.stats)
+        self._audio = AudioOut()
         self._speech = SpeechInput(
             self._timeline,
             services.extractor,
@@ -133,7 +135,7 @@ class Session:
 
     def request_keyframe(self) -> None:
         """From the viewer's PLI/FIR."""
-        self._renderer.request_keyframe()
+        self._video.request_keyframe()
 
     # -- the tracks pull from here --------------------------------------------------------
     async def next_video_packet(self) -> av.Packet:
@@ -147,7 +149,7 @@ class Session:
         self._forward_events()
         self._mouth.submit_ahead(n)
         mouth = await self._mouth.mouth_for(n)
-        packet = await self._renderer.render(self._mouth.background(n), mouth.crop, n * PTS_PER_FRAME)
+        packet = await self._video.packet(n, self._mouth.background(n), mouth)
         due = self._clock.frame_due(n)
         sent_late = self._clock.seconds_until(due) < -FRAME_SECONDS
         await self._clock.sleep_until(due)
@@ -156,19 +158,32 @@ class Session:
             self._load.frames(sent=1 + skipped, late=skipped + (sent_late or mouth.late))
         return packet
 
-    async def next_audio_frame(self) -> av.AudioFrame:
-        if self.closed:
-            raise MediaStreamError
-        k, _ = self._clock.take_chunk()
-        self._timeline.advance_to(k // CHUNKS_PER_FRAME)
-        self._forward_events()
-        samples = self._timeline.audio_chunk(k)
-        await self._clock.sleep_until(self._clock.chunk_due(k))
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = PLAYBACK_RATE
-        frame.pts = k * PLAYBACK_CHUNK_SAMPLES
-        frame.time_base = AUDIO_TIME_BASE
-        return frame
+    async def next_audio_packet(self) -> av.Packet:
+        """The next chunk that is sent (most silent ones are not: `audio_out`), at its time."""
+        while True:
+            if self.closed:
+                raise MediaStreamError
+            k, _ = self._clock.take_chunk()
+            self._timeline.advance_to(k // CHUNKS_PER_FRAME)
+            self._forward_events()
+            packet = self._audio.packet(k, self._timeline.audio_chunk(k), self._timeline.queued)
+            if packet is None:
+                await self._sleep_through_silence(self._audio.next_silence)
+                continue
+            await self._clock.sleep_until(self._clock.chunk_due(k))
+            return packet
+
+    async def _sleep_through_silence(self, until: int) -> None:
+        """Until chunk `until` is due, or speech is queued: nothing is sent in between, so nothing wakes."""
+        added = self._timeline.added
+        added.clear()
+        if not self._timeline.queued:
+            queued = asyncio.ensure_future(added.wait())
+            try:
+                await asyncio.wait({queued}, timeout=max(0.0, self._clock.seconds_until(self._clock.chunk_due(until))))
+            finally:
+                queued.cancel()
+        self._clock.skip_chunks_to(min(until, self._clock.next_chunk_slot()))
 
     # -- speech -----------------------------------------------------------------------------
     async def speak(self, data: bytes) -> Utterance:
@@ -219,6 +234,7 @@ class Session:
             "live_stalled_frames": self._timeline.stalled_frames,  # a live feed slower than real time
             "inference_connected": self._mouth.connected,
             "frame": self._clock.next_frame_number,
+            "video_source": self._video.source,  # "shared": the avatar's idle loop; "own": this session's encoder
             "stats": self.stats.snapshot(),
         }
 

@@ -12,6 +12,7 @@ audio and video shift together, so they never drift apart.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -65,11 +66,17 @@ class SpeechTimeline:
         self.stalled_frames = 0
         self._gap_frame = -1  # a frame a starved live utterance skipped: silence and idle
         self._last_end = 0  # the frame the latest utterance ended (or was cut) at
+        self.added = asyncio.Event()  # set when an utterance is queued: the audio track sleeps through silence
 
     @property
     def speaking(self) -> bool:
         head = self._queue[0] if self._queue else None
         return head is not None and head.start is not None and head.start <= self._frame
+
+    @property
+    def queued(self) -> bool:
+        """Something is playing or waiting to."""
+        return bool(self._queue)
 
     def ensure_room(self, pending: int = 0) -> None:
         """Raise SpeechQueueFull unless one more utterance (after `pending` others) fits."""
@@ -85,6 +92,7 @@ class SpeechTimeline:
         utterance.queued_at = self._frame
         self._queue.append(utterance)
         self._schedule(extra_lead)
+        self.added.set()
 
     def _schedule(self, extra_lead: int = 0) -> None:
         # `_frame` is the newest frame a track has reached, so the next frame still to be

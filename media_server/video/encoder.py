@@ -18,27 +18,36 @@ from lipstream.timebase import VIDEO_FPS, VIDEO_TIME_BASE
 from media_server.config import VideoConfig
 
 
+def x264(width: int, height: int, keyint: int, options: dict[str, str], params: str) -> av.VideoCodecContext:
+    """An x264 context for the edge's streams: constrained baseline (what every browser decodes), one
+    thread, one reference frame, no look-ahead, a keyframe every `keyint` frames carrying SPS/PPS (a
+    receiver can join at any keyframe), and `options`/`params` on top. The live and the idle-loop
+    encoders differ only there, so their sequence parameters are the same and a viewer switches between
+    their streams at a keyframe."""
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width = width
+    codec.height = height
+    codec.pix_fmt = "yuv420p"
+    codec.time_base = VIDEO_TIME_BASE
+    codec.framerate = fractions.Fraction(VIDEO_FPS, 1)
+    codec.thread_count = 1
+    codec.options = {
+        "profile": "baseline",
+        "level": "31",
+        "tune": "zerolatency",  # a packet per frame, at once
+        **options,
+        "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0:repeat-headers=1:ref=1:{params}",
+    }
+    return codec
+
+
 class H264Encoder:
     def __init__(self, width: int, height: int, config: VideoConfig) -> None:
         keyint = max(1, int(round(config.keyframe_interval_s * VIDEO_FPS)))
-        codec = av.CodecContext.create("libx264", "w")
-        codec.width = width
-        codec.height = height
-        codec.pix_fmt = "yuv420p"
-        codec.time_base = VIDEO_TIME_BASE
-        codec.framerate = fractions.Fraction(VIDEO_FPS, 1)
+        options = {"preset": config.preset}
+        vbv = f"vbv-maxrate={config.bitrate_kbps}:vbv-bufsize={config.bitrate_kbps // 2}"
+        codec = x264(width, height, keyint, options, vbv)
         codec.bit_rate = config.bitrate_kbps * 1000
-        codec.thread_count = 1
-        codec.options = {
-            "preset": config.preset,
-            "tune": "zerolatency",
-            "profile": "baseline",  # constrained baseline: what every browser decodes
-            "level": "31",
-            "x264-params": (
-                f"keyint={keyint}:min-keyint={keyint}:scenecut=0:repeat-headers=1:"
-                f"vbv-maxrate={config.bitrate_kbps}:vbv-bufsize={config.bitrate_kbps // 2}"
-            ),
-        }
         self._codec = codec
         self._keyframe_requested = True
         self.width = width
@@ -49,8 +58,12 @@ class H264Encoder:
         self._keyframe_requested = True
 
     def encode(self, frame_i420: np.ndarray, pts: int) -> av.Packet:
-        """One I420 frame (H*3/2 x W) -> one packet (zerolatency never holds frames back)."""
-        return self.encode_frame(av.VideoFrame.from_ndarray(frame_i420, format="yuv420p"), pts)
+        """One contiguous I420 frame (H*3/2 x W) -> one packet (zerolatency never holds frames back).
+
+        The frame wraps the array without a copy (a copy costs 0.3 ms at 512x512, under the GIL):
+        x264 copies its input while it encodes, so the array is free again when this returns.
+        """
+        return self.encode_frame(av.VideoFrame.from_numpy_buffer(frame_i420, format="yuv420p"), pts)
 
     def encode_frame(self, frame: av.VideoFrame, pts: int) -> av.Packet:
         frame.pts = pts

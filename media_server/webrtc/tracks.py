@@ -1,4 +1,4 @@
-"""aiortc tracks that pull from a Session: pre-encoded H.264 video, 48 kHz speech audio."""
+"""aiortc tracks that pull from a Session: pre-encoded H.264 video and pre-encoded Opus audio."""
 
 from __future__ import annotations
 
@@ -27,16 +27,18 @@ class AvatarVideoTrack(MediaStreamTrack):
 
 
 class SpeechAudioTrack(MediaStreamTrack):
+    """Hands aiortc finished Opus packets (aiortc sends them as they are)."""
+
     kind = "audio"
 
     def __init__(self, session: Session) -> None:
         super().__init__()
         self._session = session
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
-        return await self._session.next_audio_frame()
+        return await self._session.next_audio_packet()
 
 
 def route_keyframe_requests(sender: RTCRtpSender, request_keyframe: Callable[[], None]) -> None:

@@ -8,15 +8,14 @@ microphone, and Disconnect frees the session on the server.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import cv2
 import numpy as np
 import pytest
-from edge_helpers import RunningEdge, running_edge
+from edge_helpers import RunningEdge, running_edge, until
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from benchmarks.kit import speech
@@ -47,7 +46,8 @@ INBOUND_VIDEO = """async () => {
   let video = null;
   report.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') video = s; });
   if (!video) return null;
-  return {codec: video.codecId ? report.get(video.codecId).mimeType : '', frames: video.framesDecoded ?? 0};
+  return {codec: video.codecId ? report.get(video.codecId).mimeType : '', frames: video.framesDecoded ?? 0,
+          keyframes: video.keyFramesDecoded ?? 0, freezes: video.freezeCount ?? 0, at: performance.now() / 1000};
 }"""
 
 DROP_TEXT_FILE = """() => {
@@ -56,8 +56,6 @@ DROP_TEXT_FILE = """() => {
   document.getElementById('dropzone').dispatchEvent(
     new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
 }"""
-
-T = TypeVar("T")
 
 # Chromium hides its host addresses behind mDNS names, and aioice resolves them under a process-wide
 # asyncio.Lock that binds to the first event loop using it: these tests share one loop, as a server does.
@@ -75,18 +73,6 @@ async def chromium(*extra_flags: str) -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
-
-
-async def until(probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], what: str, timeout: float = 5.0) -> T:
-    """Poll something only the page knows (its RTC stats, its overlay) until it is acceptable."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {value!r}")
-        await asyncio.sleep(0.1)
 
 
 def gray(png: bytes) -> np.ndarray:
@@ -162,14 +148,8 @@ async def test_page_plays_h264_speaks_an_upload_and_shows_live_latency() -> None
         assert await page.is_visible("#overlay")
         await until(lambda: metric(page, "codec"), lambda text: "H264" in text, "the codec in the overlay")
         await until(lambda: metric(page, "fps"), lambda text: (number(text) or 0) > 0, "a frame rate in the overlay")
-        encode = await until(
-            lambda: metric(page, "server_encode_ms"),
-            lambda text: number(text) is not None,
-            "the server's encode time in the overlay",
-        )
-        await until(
-            lambda: metric(page, "server_encode_ms"), lambda text: text != encode, "the server's encode time to update"
-        )
+        # The idle session sends the avatar's shared idle loop: it encodes nothing itself, and says so.
+        await until(lambda: metric(page, "server_encode"), lambda text: text == "shared loop", "the shared loop")
 
         # "L" hides the overlay, so the video alone is compared while idle and while speaking.
         await page.keyboard.press("l")
@@ -182,6 +162,11 @@ async def test_page_plays_h264_speaks_an_upload_and_shows_live_latency() -> None
         for name in ("speech-1.wav", "speech-2.wav"):  # two utterances queue back to back
             await page.set_input_files("#speech-file", files=[{"name": name, "mimeType": "audio/wav", "buffer": wav}])
         await page.wait_for_selector("body[data-speaking=true]", timeout=5_000)
+        # Speaking, the session encodes its own frames: the overlay shows how long that takes, live.
+        encode = await until(
+            lambda: metric(page, "server_encode"), lambda text: text.endswith(" ms"), "the session's own encode time"
+        )
+        await until(lambda: metric(page, "server_encode"), lambda text: text != encode, "the encode time to update")
         speaking_motion = max([mouth_motion(gray(await video.screenshot()), reference) for _ in range(6)])
         assert speaking_motion > 2.5 * idle_motion, (idle_motion, speaking_motion)
 
@@ -207,6 +192,7 @@ async def test_page_plays_h264_speaks_an_upload_and_shows_live_latency() -> None
         await page.locator("#events li", has_text="interrupt: dropped").wait_for()
         assert not session.speaking and session.queued_seconds() == 0
         await page.wait_for_selector("body[data-speaking=false]", timeout=2_000)
+        await until(lambda: metric(page, "server_encode"), lambda text: text == "shared loop", "the loop again", 3)
 
         # Disconnect frees the session on the server.
         await page.click("#connect")
@@ -236,6 +222,27 @@ async def test_say_box_speaks_text_and_the_overlay_tells_queued_time_apart() -> 
         assert latency is not None and 0 < latency < 1000, latency
         assert len(edge.edge.sessions) == 1
         await page.locator("#events li", has_text="after").first.wait_for()  # the log says it was queued
+        assert errors == []
+
+
+async def test_idle_speech_idle_decodes_at_pace_without_a_freeze() -> None:
+    """The session switches from the shared idle loop to its own encoder and back: Chromium sees one stream."""
+    wav = speech.encode(speech.voiced_bursts(3.0))
+    async with running_edge() as edge, chromium() as browser:
+        page, errors = await open_page(browser, edge.url, viewport=DESKTOP)
+        await connect(page)
+        await until(lambda: metric(page, "server_encode"), lambda text: text == "shared loop", "the shared loop", 10)
+        before = await page.evaluate(INBOUND_VIDEO)
+        await page.set_input_files("#speech-file", files=[{"name": "s.wav", "mimeType": "audio/wav", "buffer": wav}])
+        await page.wait_for_selector("body[data-speaking=true]", timeout=5_000)
+        await page.wait_for_selector("body[data-speaking=false]", timeout=10_000)
+        await until(lambda: metric(page, "server_encode"), lambda text: text == "shared loop", "the loop again", 3)
+        await asyncio.sleep(1.0)
+        after = await page.evaluate(INBOUND_VIDEO)
+        seconds = after["at"] - before["at"]
+        assert after["frames"] - before["frames"] >= 0.8 * 25 * seconds, (before, after)
+        assert after["freezes"] == before["freezes"], (before, after)
+        assert after["keyframes"] - before["keyframes"] <= seconds + 2, "no keyframe storm"
         assert errors == []
 
 

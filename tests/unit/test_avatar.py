@@ -268,6 +268,28 @@ def test_store_frames_are_shared_read_only_i420_with_precomputed_crops(tmp_path:
     assert avatar.nbytes >= avatar.frames.nbytes + avatar.crops_i420.nbytes
 
 
+def mapped_file(array: np.ndarray) -> Path:
+    """The file an array is a view of a memory map of."""
+    assert isinstance(array.base, np.memmap), "not memory-mapped"
+    return Path(array.base.filename)
+
+
+def test_stores_map_one_decoded_copy_that_follows_the_sources(tmp_path: Path) -> None:
+    """Two stores (as two worker processes) map the same files; preparing the avatar again replaces them."""
+    directory = write_avatar_dir(tmp_path / "av")
+    cache = tmp_path / "frames"
+    first, second = FrameStore(cache=cache).get(directory), FrameStore(cache=cache).get(directory)
+    assert mapped_file(first.frames) == mapped_file(second.frames)
+    assert mapped_file(first.frames).is_relative_to(cache)
+    assert np.array_equal(first.frames, load_avatar(directory).frames_i420)
+
+    cv2.imwrite(str(directory / "frames" / "001.png"), np.full((48, 64, 3), 250, np.uint8))
+    changed = FrameStore(cache=cache).get(directory)
+    assert mapped_file(changed.frames) != mapped_file(first.frames)
+    assert np.array_equal(changed.frames, load_avatar(directory).frames_i420)
+    assert not mapped_file(first.frames).exists(), "the old version stays on disk"
+
+
 def test_concurrent_gets_load_once(tmp_path: Path) -> None:
     store = FrameStore()
     directory = write_avatar_dir(tmp_path / "av")

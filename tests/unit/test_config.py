@@ -10,6 +10,7 @@ import pytest
 
 from inference_service.config import load_inference_config
 from media_server.config import load_edge_config
+from signaling.workers.routing import usable_cores, worker_count
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -26,6 +27,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
         ("edge", "video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
         ("edge", "http:\n  prot: 1\n", "http.prot"),
         ("edge", "inference:\n  protocol: grpc\n", "inference.protocol"),
+        ("edge", "http:\n  workers: 0\n", "http.workers"),
+        ("edge", "http:\n  workers: all\n", "http.workers"),
         ("edge", "- not a mapping\n", "top level must be a mapping"),
         ("edge", "tts:\n  max_chars: 0\n", "tts.max_chars"),
         ("edge", "tts:\n  engine: festival\n", "tts.engine"),
@@ -77,3 +80,12 @@ def test_the_edge_flag_reaches_the_inference_protocol() -> None:
         timeout=60,
     )
     assert run.returncode == 2 and "inference.protocol" in run.stderr
+
+
+def test_workers_are_a_count_or_auto(tmp_path: Path) -> None:
+    path = tmp_path / "edge.yaml"
+    path.write_text("http:\n  workers: auto\n")
+    assert load_edge_config(path).http.workers == "auto"
+    assert load_edge_config(None, {"http.workers": 3}).http.workers == 3
+    assert worker_count("auto") == usable_cores() and worker_count("auto", reserved_cores=64) == 1
+    assert worker_count(3) == 3
