@@ -26,6 +26,14 @@ MODEL = "parametric-mouth"  # the model the inference service preloads and the b
 EDGE_START_TIMEOUT_S = 60.0
 
 
+# Every client of a bench comes from this one address: the edge's per-address limit on new
+# sessions (30 a minute, 10 at once) protects it from the public, and would stop any bench.
+ONE_CLIENT_ADDRESS = {
+    "LIPSTREAM_EDGE_HTTP__SESSIONS_PER_MINUTE": "100000",
+    "LIPSTREAM_EDGE_HTTP__SESSION_BURST": "1000",
+}
+
+
 def _child_log_level() -> str:
     """The children log warnings and errors only, unless this process logs at DEBUG."""
     level = logging.getLogger().getEffectiveLevel()
@@ -66,7 +74,7 @@ class Services:
         )
         await self._until_started("inference", wait_until_serving(self.inference_target, INFERENCE_START_TIMEOUT_S))
         arguments = ["edge", "--port", str(edge_port), "--inference", self.inference_target]
-        env = {"LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS": str(self.max_sessions)}
+        env = {"LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS": str(self.max_sessions), **ONE_CLIENT_ADDRESS}
         if self.workers > 1:  # a checkout from before workers existed knows no such flag
             arguments += ["--workers", str(self.workers)]
         if self.edge_source is not None:  # `python -m` looks in its working directory first

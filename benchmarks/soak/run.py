@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.e2e import BenchError
-from benchmarks.e2e.services import Services
+from benchmarks.e2e.services import ONE_CLIENT_ADDRESS, Services
 from benchmarks.kit.speech import encode, syllables
 from benchmarks.kit.viewer import ViewerError
 from benchmarks.soak.cycles import Cycle, run_cycle
@@ -46,11 +46,7 @@ class Options:
         connecting slots for most of the run; the per-client rate limit (30 a minute) would stop
         a bench that opens every session from one address.
         """
-        return {
-            "LIPSTREAM_EDGE_SESSIONS__CONNECT_TIMEOUT_S": f"{self.connect_timeout_s:g}",
-            "LIPSTREAM_EDGE_HTTP__SESSIONS_PER_MINUTE": "100000",
-            "LIPSTREAM_EDGE_HTTP__SESSION_BURST": "1000",
-        }
+        return {"LIPSTREAM_EDGE_SESSIONS__CONNECT_TIMEOUT_S": f"{self.connect_timeout_s:g}", **ONE_CLIENT_ADDRESS}
 
 
 @dataclass
