@@ -2,7 +2,7 @@
 
 PyTriton's Triton runs where its Python backend stub finds the libpython it was built against
 (Debian's python3.11 here, not another build of 3.11), so it runs in an interpreter of its own:
-LIPSTREAM_PYTRITON_PYTHON names one with nvidia-pytriton and onnxruntime (`.ci/run` makes it).
+`.ci/pytriton` (which `.ci/run` makes), or LIPSTREAM_PYTRITON_PYTHON, names one with nvidia-pytriton and onnxruntime.
 """
 
 from __future__ import annotations
@@ -28,15 +28,21 @@ from tritonclient.utils import InferenceServerException
 from inference_service.serving.server import InferenceServer
 from lipstream.lifecycle import free_port
 
-PYTRITON_PYTHON = os.environ.get("LIPSTREAM_PYTRITON_PYTHON")
-SERVE = Path(__file__).resolve().parents[1] / "triton_serve.py"
+ROOT = Path(__file__).resolve().parents[2]
+PYTRITON_PYTHON = Path(os.environ.get("LIPSTREAM_PYTRITON_PYTHON", ROOT / ".ci" / "pytriton" / "bin" / "python"))
+SERVE = ROOT / "tests" / "triton_serve.py"
 MODEL = "parametric-mouth"
 START_TIMEOUT_S = 180
 
-pytestmark = pytest.mark.skipif(
-    not PYTRITON_PYTHON,
-    reason="LIPSTREAM_PYTRITON_PYTHON is not set: no interpreter with nvidia-pytriton for Triton (.ci/run makes one)",
-)
+
+@pytest.fixture(autouse=True)
+def pytriton_python() -> None:
+    if not PYTRITON_PYTHON.exists():
+        pytest.fail(
+            f"no Python with nvidia-pytriton at {PYTRITON_PYTHON}: /usr/bin/python3.11 -m venv .ci/pytriton "
+            "&& .ci/pytriton/bin/pip install nvidia-pytriton onnxruntime, as .ci/run does "
+            "(or set LIPSTREAM_PYTRITON_PYTHON)"
+        )
 
 
 def model_ready(target: str) -> bool:
