@@ -6,12 +6,78 @@ and CLI flags over them (`lipstream.config`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, IPvAnyAddress, field_validator, model_validator
 
 from lipstream.config import StrictModel, load_config
+
+# What aiortc parses (its STUN/TURN regexes), credentials never inside: RFC 7064/7065 URIs.
+_ICE_URL = re.compile(r"(?P<scheme>stuns?|turns?):(?P<host>[^?:@/\s\[\]]+)(:\d{1,5})?(\?transport=(udp|tcp))?")
+
+
+def _ice_url(url: str) -> str:
+    """A STUN or TURN URL as browsers and aiortc take it; credentials belong in username and credential."""
+    if "@" in url:
+        raise ValueError(f"{url!r}: credentials go in username/credential (or turn.secret), never in the URL")
+    found = _ICE_URL.fullmatch(url)
+    if found is None:
+        raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL (HOST[:PORT][?transport=udp|tcp])")
+    if found["scheme"].startswith("stun") and "?" in url:
+        raise ValueError(f"{url!r}: a STUN URL has no transport")
+    return url
+
+
+def _turn_url(url: str) -> str:
+    if not _ice_url(url).startswith("turn"):
+        raise ValueError(f"{url!r} is not a turn: or turns: URL")
+    return url
+
+
+IceUrl = Annotated[str, AfterValidator(_ice_url)]
+TurnUrl = Annotated[str, AfterValidator(_turn_url)]
+
+
+def _public_url(url: str) -> str:
+    """http(s)://host[:port][/prefix], kept without a trailing slash (paths are appended to it)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"{url!r} is not an http:// or https:// base URL (no query, no fragment)")
+    return url.rstrip("/")
+
+
+def _port_range(text: str) -> str:
+    low, _, high = text.partition("-")
+    if not (low.strip().isdigit() and high.strip().isdigit()):
+        raise ValueError(f"{text!r} is not a port range FIRST-LAST (e.g. 40000-40999)")
+    if not 1024 <= int(low) <= int(high) <= 65535:
+        raise ValueError(f"{text!r}: the ports must be 1024-65535, the first not above the last")
+    return f"{int(low)}-{int(high)}"
+
+
+class IceServerConfig(StrictModel):
+    """A STUN or TURN server with static credentials, handed to clients and used by the edge."""
+
+    urls: list[IceUrl] = Field(min_length=1)
+    username: str | None = None
+    credential: str | None = None
+
+
+class TurnConfig(StrictModel):
+    """TURN with short-lived credentials from a secret shared with the TURN server (coturn's use-auth-secret)."""
+
+    urls: list[TurnUrl] = Field(default_factory=list, description="e.g. turn:turn.example.com:3478?transport=udp")
+    secret: str | None = Field(None, description="coturn's static-auth-secret; set it in the environment")
+    ttl_s: int = Field(3600, ge=60, le=7 * 86400, description="how long minted credentials stay valid")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> TurnConfig:
+        if bool(self.urls) != bool(self.secret):
+            raise ValueError("turn.urls and turn.secret are set together (or neither)")
+        return self
 
 
 class HttpConfig(StrictModel):
@@ -22,12 +88,40 @@ class HttpConfig(StrictModel):
     )
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API")
     api_key: str | None = Field(None, description="when set, creating a session needs 'Authorization: Bearer KEY'")
-    ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs for NAT traversal")
+    public_url: Annotated[str, AfterValidator(_public_url)] | None = Field(
+        None, description="this edge's own base URL: every URL bound to a session is made from it"
+    )
+    ice_servers: list[IceServerConfig] = Field(
+        default_factory=list, description="STUN/TURN servers with static credentials (or none): URLs or {urls, ...}"
+    )
+    turn: TurnConfig = Field(default_factory=TurnConfig)
+    ice_port_range: Annotated[str, AfterValidator(_port_range)] | None = Field(
+        None, description="FIRST-LAST: every UDP port the edge's ICE agent binds is in this range"
+    )
+    public_ip: IPvAnyAddress | None = Field(
+        None, description="advertised in host candidates instead of the interface's address (1:1 NAT)"
+    )
     max_sdp_kb: int = Field(64, ge=4, le=1024, description="largest SDP offer")
     max_sdp_media: int = Field(16, ge=1, le=256, description="most m-lines in an offer")
     max_trickle_candidates: int = Field(32, ge=1, le=1024, description="most ICE candidates in one PATCH")
     sessions_per_minute: float = Field(30.0, gt=0, description="new sessions one client address may open, sustained")
     session_burst: int = Field(10, ge=1, description="... and at once")
+
+    @field_validator("ice_servers", mode="before")
+    @classmethod
+    def _urls_alone(cls, servers: object) -> object:
+        """A bare URL is a server without credentials (the short form configs/edge.yaml shows)."""
+        if isinstance(servers, list):
+            return [{"urls": [server]} if isinstance(server, str) else server for server in servers]
+        return servers
+
+    @property
+    def ice_ports(self) -> tuple[int, int] | None:
+        """`ice_port_range` as (first, last), both included."""
+        if self.ice_port_range is None:
+            return None
+        low, high = self.ice_port_range.split("-")
+        return int(low), int(high)
 
 
 class InferenceTargetsConfig(StrictModel):

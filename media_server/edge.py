@@ -26,6 +26,8 @@ from media_server.session.session import Session, SessionModel, SessionServices
 from media_server.speech.features import FeatureExtractor
 from media_server.tts.service import TextToSpeech
 from media_server.video.idle_loop import IdleLoops
+from media_server.webrtc.ice_servers import IceServer
+from media_server.webrtc.network import PeerNetwork
 from media_server.webrtc.peer import SessionPeer, require_sdp
 
 log = logging.getLogger(__name__)
@@ -42,12 +44,18 @@ class SessionLimit(RuntimeError):
 
 
 class SessionNotFound(LookupError):
-    pass
+    """No such session here: it has ended, or another edge (or a worker since restarted) made it."""
+
+    @classmethod
+    def on_edge(cls, public_url: str | None) -> SessionNotFound:
+        where = f"this edge ({public_url})" if public_url else "this edge"
+        return cls(f"no such session on {where}: a session is served by the edge that made it, at its answer's URLs")
 
 
 class NewSession(NamedTuple):
     session: Session
     answer_sdp: str
+    ice_servers: list[IceServer]  # the session's, for its client too
 
 
 class Edge:
@@ -85,6 +93,7 @@ class Edge:
             idle_loops=self.idle_loops,
         )
         self.tts = TextToSpeech(config.tts)
+        self.network = PeerNetwork(config.http)
         self.sessions: dict[str, Session] = {}
         self._peers: dict[str, SessionPeer] = {}
         self._starting = 0  # sessions being negotiated: they count against the limit too
@@ -167,7 +176,7 @@ class Edge:
     def session(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
         if session is None:
-            raise SessionNotFound("no such session")
+            raise SessionNotFound.on_edge(self.config.http.public_url)
         return session
 
     def peer(self, session_id: str) -> SessionPeer:
@@ -204,11 +213,7 @@ class Edge:
         model = SessionModel(avatar.model, await self.lookahead_frames(avatar.model))
         session_id = self.session_prefix + secrets.token_urlsafe(16)
         session = Session(session_id, secrets.token_urlsafe(24), avatar, model, self._services)
-        peer = SessionPeer(
-            session,
-            self.config.http.ice_servers,
-            on_ended=lambda: self.close_session(session_id),
-        )
+        peer = SessionPeer(session, self.network, on_ended=lambda: self.close_session(session_id))
         try:
             answer = await peer.answer(offer_sdp)
         except Exception:
@@ -222,7 +227,7 @@ class Edge:
         self._sessions_changed()
         session.spawn(self._end_if_never_connected(peer), "connect-timeout")
         log.info("session %s: avatar %s, model %s", session_id[:8], avatar.name, avatar.model)
-        return NewSession(session, answer)
+        return NewSession(session, answer, peer.ice_servers)
 
     async def _end_if_never_connected(self, peer: SessionPeer) -> None:
         timeout = self.config.sessions.connect_timeout_s

@@ -27,7 +27,7 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-        response.headers["Access-Control-Expose-Headers"] = "Location, X-Session-Id, X-Session-Token, Retry-After"
+        response.headers["Access-Control-Expose-Headers"] = "Location, Link, X-Session-Id, X-Session-Token, Retry-After"
         response.headers["Vary"] = "Origin"
     if isinstance(response, web.HTTPException):
         raise response

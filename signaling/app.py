@@ -15,6 +15,7 @@ from signaling.admission import SessionRateLimit
 from signaling.control import interrupt, session_delete, session_state, speech
 from signaling.errors import domain_errors
 from signaling.events import session_events
+from signaling.ice import ice_servers
 from signaling.live import live_stream
 from signaling.offers import offer, whep_create, whep_delete, whep_patch
 from signaling.openapi import route as openapi_route
@@ -65,6 +66,7 @@ def create_app(edge: Edge, middlewares: Sequence[Middleware] = ()) -> web.Applic
     app[SESSION_RATE_KEY] = SessionRateLimit(config.http.sessions_per_minute, config.http.session_burst)
     app.router.add_get("/", index)
     app.router.add_static("/static", data_dir("web_client"), show_index=False)
+    app.router.add_get("/ice-servers", ice_servers)
     app.router.add_post("/offer", offer)
     app.router.add_post("/whep/{avatar}", whep_create)
     app.router.add_delete("/whep/sessions/{session_id}", whep_delete)

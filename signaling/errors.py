@@ -15,6 +15,7 @@ from media_server.speech.audio import AudioDecodeError, AudioTooLongError
 from media_server.speech.timeline import SpeechQueueFull
 from media_server.tts.engine import TextTooLong, TtsBusy, TtsFailed, TtsRequestError, TtsTimeout, TtsUnavailable
 from media_server.webrtc.peer import BadCandidate, BadOffer
+from media_server.webrtc.port_range import IcePortsExhausted
 
 RETRY_AFTER_S = 5
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,6 +33,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     AudioDecodeError: 422,
     SpeechQueueFull: 429,
     SessionLimit: 503,
+    IcePortsExhausted: 503,
     TtsRequestError: 400,
     TextTooLong: 413,
     TtsTimeout: 504,  # before its base class: the first match wins
@@ -54,7 +56,7 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     except tuple(ERROR_STATUS) as exc:
         status = next(code for kind, code in ERROR_STATUS.items() if isinstance(exc, kind))
-        if isinstance(exc, SessionLimit):
+        if isinstance(exc, SessionLimit | IcePortsExhausted):  # full for now: come back later
             return web.json_response(
                 {"error": f"{exc}, retry in {RETRY_AFTER_S} s"},
                 status=status,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from signaling.access import check_api_key, whep_session
 from signaling.bodies import read_json, read_text, require_type
 from signaling.errors import http_error
 from signaling.state import SESSION_RATE_KEY, config_of, edge_of
+from signaling.urls import control, session_urls, whep_resource
 
 JSON_SLACK = 4096  # room for the JSON around the SDP
 TRICKLE_LIMIT = 64 * 1024
@@ -42,25 +44,28 @@ async def offer(request: web.Request) -> web.Response:
     avatar = body.get("avatar") or config_of(request).avatars.default
     if not isinstance(avatar, str):
         raise http_error(web.HTTPBadRequest, "avatar must be a string")
-    session, answer = await edge_of(request).create_session(body["sdp"], avatar)
-    return web.json_response({"sdp": answer, "type": "answer", "session_id": session.id, "token": session.token})
+    session, answer, _ = await edge_of(request).create_session(body["sdp"], avatar)
+    answered = {"sdp": answer, "type": "answer", "session_id": session.id, "token": session.token}
+    return web.json_response({**answered, "urls": session_urls(config_of(request).http, session.id)})
 
 
 async def whep_create(request: web.Request) -> web.Response:
     admit_offer(request, "application/sdp", "WHEP offers")
     sdp = await read_text(request, _sdp_limit(request), "the offer")
-    session, answer = await edge_of(request).create_session(sdp, request.match_info["avatar"])
-    return web.Response(
-        status=201,
-        text=answer,
-        content_type="application/sdp",
-        headers={
-            "Location": f"/whep/sessions/{session.id}",
+    session, answer, servers = await edge_of(request).create_session(sdp, request.match_info["avatar"])
+    http = config_of(request).http
+    headers = CIMultiDict(
+        {
+            "Location": whep_resource(http, session.id),
             "X-Session-Id": session.id,
             "X-Session-Token": session.token,
-            "Link": f'</sessions/{session.id}>; rel="lipstream-control"',
-        },
+            "Link": f'<{control(http, session.id)}>; rel="lipstream-control"',
+        }
     )
+    for server in servers:  # RFC 9725's ICE server links: TURN credentials minted for this session
+        for link in server.links():
+            headers.add("Link", link)
+    return web.Response(status=201, text=answer, content_type="application/sdp", headers=headers)
 
 
 async def whep_delete(request: web.Request) -> web.Response:

@@ -73,6 +73,12 @@ export async function listVoices() {
   return (await call('/voices')).json();
 }
 
+// The STUN/TURN servers to offer with, as an RTCConfiguration's iceServers (TURN credentials minted for this call).
+export async function iceServers(apiKey) {
+  const headers = apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
+  return (await (await call('/ice-servers', { headers }, OFFER_ERRORS)).json()).iceServers;
+}
+
 export async function postOffer(sdp, avatar, apiKey) {
   const headers = { 'Content-Type': 'application/json' };
   if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
@@ -82,11 +88,11 @@ export async function postOffer(sdp, avatar, apiKey) {
   return response.json();
 }
 
-// Control calls for one session, authorised by its token.
+// Control calls for one session, authorised by its token, at the URL of the edge that owns it.
 export class SessionApi {
-  constructor(id, token) {
+  constructor(id, token, url = null) {
     this.id = id;
-    this.url = `/sessions/${encodeURIComponent(id)}`;
+    this.url = url ?? `/sessions/${encodeURIComponent(id)}`;
     this.auth = { Authorization: `Bearer ${token}` };
   }
 

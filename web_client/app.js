@@ -133,7 +133,8 @@ function attach(current) {
     } else if (state === 'disconnected') {
       setState('connecting', 'connection interrupted, waiting…');
     } else if (state === 'failed') {
-      disconnect('the connection failed: the network or a firewall blocks WebRTC media');
+      const why = current.iceErrors.length ? current.iceErrors.join('; ') : 'the network or a firewall blocks WebRTC media';
+      disconnect(`the connection failed: ${why}`);
     } else {
       setState('connecting', 'connecting…');
     }

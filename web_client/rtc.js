@@ -1,6 +1,6 @@
 // The WebRTC side: an offer the edge accepts, sent only once ICE gathering is complete (the edge does not trickle).
 
-import { postOffer, SessionApi } from './api.js';
+import { ApiError, iceServers, postOffer, SessionApi } from './api.js';
 
 const GATHERING_TIMEOUT_MS = 5000;
 
@@ -21,13 +21,37 @@ function gatheringComplete(pc) {
   });
 }
 
+// What a STUN/TURN server's error event means, in words a person can act on.
+function describeIceError(event) {
+  const server = event.url || 'a STUN/TURN server';
+  if (event.errorCode === 401) {
+    return `the TURN server ${server} refused its credentials (401 Unauthorized): they are wrong or have `
+      + 'expired; reload the page for new ones, or check http.turn.secret against the TURN server\'s secret';
+  }
+  return `the STUN/TURN server ${server} failed: ${event.errorCode} ${event.errorText || ''}`.trim();
+}
+
+function hasCandidates(sdp) {
+  return /^a=candidate:/m.test(sdp);
+}
+
 /**
  * Opens a session: recvonly video, audio (recvonly, or sendrecv with the microphone for echo mode)
  * and the "stats" data channel, which must exist before the offer so that it is negotiated with it.
- * Returns {pc, channel, stream, session}.
+ * The edge's STUN/TURN servers come first; `?ice=relay` in the page's address sends everything
+ * through TURN (to try a TURN server). Returns {pc, channel, stream, session, iceErrors}.
  */
 export async function openSession({ avatar, apiKey, microphone = null }) {
-  const pc = new RTCPeerConnection();
+  const relay = new URLSearchParams(window.location.search).get('ice') === 'relay';
+  const pc = new RTCPeerConnection({
+    iceServers: await iceServers(apiKey),
+    iceTransportPolicy: relay ? 'relay' : 'all',
+  });
+  const iceErrors = [];
+  pc.addEventListener('icecandidateerror', (event) => {
+    const words = describeIceError(event);
+    if (!iceErrors.includes(words)) iceErrors.push(words);
+  });
   const stream = new MediaStream();
   pc.addEventListener('track', (event) => stream.addTrack(event.track));
   pc.addTransceiver('video', { direction: 'recvonly' });
@@ -40,9 +64,14 @@ export async function openSession({ avatar, apiKey, microphone = null }) {
   try {
     await pc.setLocalDescription(await pc.createOffer());
     await gatheringComplete(pc);
+    if (!hasCandidates(pc.localDescription.sdp)) {
+      const why = iceErrors.join('; ') || (relay ? 'no TURN server is configured on the edge' : 'no network');
+      throw new ApiError(`no way to reach the server: ${why}`);
+    }
     const answer = await postOffer(pc.localDescription.sdp, avatar, apiKey);
     await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
-    return { pc, channel, stream, session: new SessionApi(answer.session_id, answer.token) };
+    const session = new SessionApi(answer.session_id, answer.token, answer.urls?.session);
+    return { pc, channel, stream, session, iceErrors };
   } catch (error) {
     pc.close();
     throw error;

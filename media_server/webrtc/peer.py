@@ -13,10 +13,8 @@ from collections.abc import Awaitable, Callable
 
 from aiortc import (
     MediaStreamTrack,
-    RTCConfiguration,
     RTCDataChannel,
     RTCIceCandidate,
-    RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -24,7 +22,9 @@ from aiortc import (
 )
 
 from media_server.session.session import Session
+from media_server.webrtc.ice_servers import IceServer
 from media_server.webrtc.microphone import echo_microphone
+from media_server.webrtc.network import PeerNetwork
 from media_server.webrtc.stats_channel import STATS_LABEL, send_stats
 from media_server.webrtc.tracks import AvatarVideoTrack, SpeechAudioTrack, route_keyframe_requests
 
@@ -68,14 +68,18 @@ def offered_kinds(offer_sdp: str) -> list[str]:
 
 
 class SessionPeer:
+    """`ice_servers` are the session's own (TURN credentials minted for it), which its client may use too."""
+
     def __init__(
         self,
         session: Session,
-        ice_servers: list[str],
+        network: PeerNetwork,
         on_ended: Callable[[], Awaitable[object]],
     ) -> None:
         self.session = session
-        self.connection = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(u) for u in ice_servers]))
+        self.ice_servers: list[IceServer] = network.servers(session.id)
+        self.connection = RTCPeerConnection(network.configuration(self.ice_servers))
+        self._network = network
         self._on_ended = on_ended
         self._connected = asyncio.Event()
 
@@ -100,8 +104,9 @@ class SessionPeer:
             answer = await pc.createAnswer()
         except Exception as exc:  # noqa: BLE001 - aiortc raises many types for SDP it cannot use
             raise BadOffer(f"cannot use the offer: {exc}") from exc
-        await pc.setLocalDescription(answer)
-        return pc.localDescription.sdp
+        with self._network.gathering():
+            await pc.setLocalDescription(answer)
+        return self._network.advertised(pc.localDescription.sdp)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":

@@ -67,15 +67,16 @@ async def to_worker(request: web.Request) -> web.StreamResponse:
     pool = request.app[POOL_KEY]
     session = session_in(request.path)
     worker = pool.owner(owner_of(session)) if session is not None else pool.any()
+    gone = SessionNotFound.on_edge(config_of(request).http.public_url)
     if worker is None and session is not None:
-        raise SessionNotFound("no such session")
+        raise gone
     if worker is None:
         raise SessionLimit("no edge worker is up")
     try:
         return await _forward(request, worker)
     except WorkerGone as exc:
         if session is not None:  # its worker died with it
-            raise SessionNotFound("no such session") from exc
+            raise gone from exc
         raise SessionLimit(f"the edge worker went away: {exc}") from exc
 
 

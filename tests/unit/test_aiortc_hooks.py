@@ -41,3 +41,19 @@ def test_the_receiver_hands_packets_through_its_handlers() -> None:
         "arrival_time_ms",
     ]
     assert list(inspect.signature(RTCRtpReceiver._handle_rtcp_packet).parameters) == ["self", "packet"]
+
+
+def test_aioice_gathers_through_the_loops_datagram_endpoint_with_port_zero() -> None:
+    """http.ice_port_range (media_server.webrtc.port_range) moves exactly these binds into the range: host
+    candidates ask for (address, 0), a TURN client for remote_addr alone, both via loop.create_datagram_endpoint."""
+    import aioice
+    import aioice.ice
+    import aioice.turn
+
+    gathering = inspect.getsource(aioice.ice.Connection.get_component_candidates)
+    assert "loop.create_datagram_endpoint(" in gathering and "local_addr=(address, 0)" in gathering, aioice.__version__
+    assert "asyncio.get_running_loop()" in gathering
+    allocation = inspect.getsource(aioice.turn.create_turn_endpoint)
+    assert "loop.create_datagram_endpoint(" in allocation and "remote_addr=server_addr" in allocation
+    assert "local_addr" not in allocation
+    assert "get_component_candidates" in inspect.getsource(aioice.ice.Connection.gather_candidates)
