@@ -36,7 +36,8 @@ class RunningEdge:
 
 
 @asynccontextmanager
-async def running_edge(with_inference: bool = True, **sections: dict) -> AsyncIterator[RunningEdge]:
+async def running_edge(with_inference: bool = True, port: int = 0, **sections: dict) -> AsyncIterator[RunningEdge]:
+    """An edge on 127.0.0.1:`port` (0: any) with `sections` over the tests' config, and its inference server."""
     server = None
     if with_inference:
         server = InferenceServer(make_config(registry={"preload": ["parametric-mouth"]}))
@@ -53,7 +54,7 @@ async def running_edge(with_inference: bool = True, **sections: dict) -> AsyncIt
     edge.start()
     runner = web.AppRunner(create_app(edge), access_log_class=RedactingAccessLogger)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = runner.addresses[0][1]
     handle = RunningEdge(f"http://127.0.0.1:{port}", edge, server, config)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import aiohttp
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
 
 from lipstream.timebase import PLAYBACK_RATE, PTS_PER_FRAME, VIDEO_CLOCK_HZ
@@ -134,6 +134,9 @@ class Viewer:
     audio_rtp: RtpTap = field(default_factory=lambda: RtpTap(PLAYBACK_RATE))
     session_id: str = ""
     token: str = ""
+    answer_sdp: str = ""
+    urls: dict[str, str] = field(default_factory=dict)  # the session's URLs the answer gave (WHEP: its Location)
+    links: list[str] = field(default_factory=list)  # a WHEP answer's Link headers
     video_frames: list[ReceivedVideo] = field(default_factory=list)
     audio_frames: list[ReceivedAudio] = field(default_factory=list)
     video_codecs: list[str] = field(default_factory=list)  # MIME types the answer negotiated, preferred first
@@ -251,11 +254,14 @@ async def _answer(http: aiohttp.ClientSession, viewer: Viewer, avatar: str, whep
             )
         if not whep:
             body = await response.json()
-            viewer.session_id, viewer.token = body["session_id"], body["token"]
+            viewer.session_id, viewer.token, viewer.urls = body["session_id"], body["token"], body["urls"]
             return body["sdp"]
         viewer.session_id, viewer.token = response.headers["X-Session-Id"], response.headers["X-Session-Token"]
-        if response.headers.get("Location") != f"/whep/sessions/{viewer.session_id}":
-            raise ViewerError(f"WHEP answer locates the session at {response.headers.get('Location')!r}")
+        viewer.links = response.headers.getall("Link", [])
+        location = response.headers.get("Location", "")
+        if not location.endswith(f"/whep/sessions/{viewer.session_id}"):  # a path, or on the edge's public URL
+            raise ViewerError(f"WHEP answer locates the session at {location!r}")
+        viewer.urls = {"whep": location}
         return await response.text()
 
 
@@ -268,16 +274,18 @@ async def connect_viewer(
     microphone: MediaStreamTrack | None = None,
     keep: Keep = np.copy,
     decode: bool = True,
+    ice: RTCConfiguration | None = None,
 ) -> Viewer:
     """A receiving session on the edge at `base`, negotiated as the demo page does.
 
     POST /offer opens the `stats` data channel too (WHEP has none); with a `microphone` the
     viewer sends it as its audio track (echo mode) and receives the speech on the same one.
     Without `decode` the viewer only counts packets (`video_rtp`, `audio_rtp`): a bench that
-    measures the edge's cost then spends no CPU on decoding what it sends.
+    measures the edge's cost then spends no CPU on decoding what it sends. `ice` sets the viewer's
+    STUN/TURN servers and transport policy (none by default).
     """
     loop = asyncio.get_running_loop()
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(ice)
     viewer = Viewer(pc, base, keep=keep)
     viewer.video_rtp.forward = viewer.audio_rtp.forward = decode
     video = pc.addTransceiver("video", direction="recvonly")
@@ -295,5 +303,6 @@ async def connect_viewer(
         await pc.close()
         raise
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    viewer.answer_sdp = answer
     viewer.video_codecs = video_codecs(answer)
     return viewer
