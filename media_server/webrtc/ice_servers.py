@@ -68,13 +68,13 @@ class IceServers:
     def __init__(self, http: HttpConfig, clock: Callable[[], float] = time.time) -> None:
         self._static = [IceServer(tuple(s.urls), s.username, s.credential) for s in http.ice_servers]
         self._turn = http.turn
-        self._clock = clock
+        self.clock = clock  # the minted credentials' time base
 
     def for_session(self, name: str) -> list[IceServer]:
         """Every server, TURN's credentials made for `name` (a session id) and valid for `turn.ttl_s`."""
         servers = list(self._static)
         if self._turn.urls and self._turn.secret:
-            expires_at = int(self._clock()) + self._turn.ttl_s
+            expires_at = int(self.clock()) + self._turn.ttl_s
             username, password = turn_rest_credential(self._turn.secret, name, expires_at)
             servers.append(IceServer(tuple(self._turn.urls), username, password))
         return servers

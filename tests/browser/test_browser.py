@@ -8,29 +8,17 @@ microphone, and Disconnect frees the session on the server.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from browser_helpers import INBOUND_VIDEO, chromium, connect, open_page
 from edge_helpers import RunningEdge, running_edge, until
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from benchmarks.kit import speech
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 FAKE_MICROPHONE = "--use-fake-device-for-media-stream"
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
@@ -40,15 +28,6 @@ MOUTH_BOX = (0.36, 0.48, 0.28, 0.36)
 # Long enough that the interrupt below still finds speech queued after the screenshots, which take
 # seconds on a busy 2-core machine.
 SPEECH_SECONDS = 10.0
-
-INBOUND_VIDEO = """async () => {
-  const report = await window.lipstream.pc.getStats();
-  let video = null;
-  report.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') video = s; });
-  if (!video) return null;
-  return {codec: video.codecId ? report.get(video.codecId).mimeType : '', frames: video.framesDecoded ?? 0,
-          keyframes: video.keyFramesDecoded ?? 0, freezes: video.freezeCount ?? 0, at: performance.now() / 1000};
-}"""
 
 DROP_TEXT_FILE = """() => {
   const data = new DataTransfer();
@@ -63,18 +42,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 # -- helpers ---------------------------------------------------------------------------------
-@asynccontextmanager
-async def chromium(*extra_flags: str) -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"Chromium is needed at {CHROMIUM} for the browser test: apt-get install chromium")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*FLAGS, *extra_flags])
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
 def gray(png: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32)
 
@@ -105,20 +72,6 @@ def number(text: str) -> float | None:
         return float(text)
     except ValueError:
         return None
-
-
-async def open_page(browser: Browser, url: str, **context: object) -> tuple[Page, list[str]]:
-    """A fresh page whose script errors are collected (any of them fails the test)."""
-    page = await (await browser.new_context(**context)).new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    await page.goto(url)
-    return page, errors
-
-
-async def connect(page: Page) -> None:
-    await page.click("#connect:not([disabled])")
-    await page.wait_for_selector("body[data-state=connected]", timeout=15_000)
 
 
 async def server_sessions(edge: RunningEdge) -> int:
