@@ -45,10 +45,18 @@ class Lipstream:
         return Session(self._transport, session_id, token)
 
     async def create(self, offer_sdp: str, avatar: str | None = None) -> Created:
-        """Open a session from a WebRTC offer (which must accept H.264 video) made by your own peer."""
+        """Open a session from a WebRTC offer (which must accept H.264 video) made by your own peer.
+
+        Behind a load balancer, the session is controlled at the edge that answered (its `urls`).
+        """
         body = {"sdp": offer_sdp, "type": "offer", "avatar": avatar}
         answer = await self._transport.request("POST", "/offer", json=body, token=self._api_key)
-        return Created(Session(self._transport, answer["session_id"], answer["token"]), answer["sdp"])
+        url = answer.get("urls", {}).get("session")
+        return Created(Session(self._transport, answer["session_id"], answer["token"], url), answer["sdp"])
+
+    async def ice_servers(self) -> list[dict[str, Any]]:
+        """The STUN/TURN servers to give your peer before it makes its offer (RTCIceServer dictionaries)."""
+        return list((await self._transport.request("GET", "/ice-servers", token=self._api_key))["iceServers"])
 
     async def avatars(self) -> dict[str, Any]:
         return await self._transport.request("GET", "/avatars")

@@ -16,11 +16,13 @@ from lipstream.client.transport import Transport
 
 
 class Session:
-    def __init__(self, transport: Transport, session_id: str, token: str) -> None:
+    """`url` is where the session lives when the answer named it (the owning edge's public URL), else its path."""
+
+    def __init__(self, transport: Transport, session_id: str, token: str, url: str | None = None) -> None:
         self._transport = transport
         self.id = session_id
         self.token = token
-        self.path = f"/sessions/{session_id}"
+        self.path = url or f"/sessions/{session_id}"
 
     async def _call(self, method: str, suffix: str = "", **kwargs: Any) -> Any:
         return await self._transport.request(method, self.path + suffix, token=self.token, **kwargs)

@@ -18,6 +18,10 @@ class Transport:
     async def close(self) -> None:
         await self._http.close()
 
+    def url(self, path: str) -> str:
+        """`path` on this edge, or as it is when it is a URL already (a session on another edge of the fleet)."""
+        return path if path.startswith(("http://", "https://", "ws://", "wss://")) else self.base_url + path
+
     async def request(
         self,
         method: str,
@@ -32,17 +36,17 @@ class Transport:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            async with self._http.request(method, self.base_url + path, headers=headers, **kwargs) as response:
+            async with self._http.request(method, self.url(path), headers=headers, **kwargs) as response:
                 text = await response.text()
                 if response.status < 400 or response.status in accept:
                     return json.loads(text) if text else {}
                 raise _error(response, text)
         except aiohttp.ClientError as exc:
-            raise Unreachable(f"{method} {self.base_url}{path}: {exc}") from exc
+            raise Unreachable(f"{method} {self.url(path)}: {exc}") from exc
 
     def websocket(self, path: str, token: str, **kwargs: Any) -> Any:
         """A WebSocket to `path`, authorised by `token` (an async context manager)."""
-        return self._http.ws_connect(self.base_url + path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+        return self._http.ws_connect(self.url(path), headers={"Authorization": f"Bearer {token}"}, **kwargs)
 
 
 def _error(response: aiohttp.ClientResponse, text: str) -> ApiError:
