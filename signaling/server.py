@@ -46,9 +46,14 @@ async def _run_edges(config: EdgeConfig, shutdown: Shutdown, reserved_cores: int
         await run_front(config, workers, shutdown)
 
 
-def _edge(args: argparse.Namespace) -> int:
+def edge_config(args: argparse.Namespace) -> EdgeConfig:
+    """What `lipstream edge` runs with: the file, LIPSTREAM_EDGE_* variables, then its flags."""
     targets = [t.strip() for t in args.inference.split(",") if t.strip()] if args.inference else None
-    config = _edge_config(args, targets)
+    return _edge_config(args, targets)
+
+
+def _edge(args: argparse.Namespace) -> int:
+    config = edge_config(args)
 
     async def main() -> None:
         await _run_edges(config, Shutdown())

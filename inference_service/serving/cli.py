@@ -6,20 +6,18 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from inference_service.config import load_inference_config
+from inference_service.config import InferenceConfig, load_inference_config
 from inference_service.serving.server import serve_until_signalled
 
 
+def inference_config(args: argparse.Namespace) -> InferenceConfig:
+    """What `lipstream inference` runs with: the file, LIPSTREAM_INFERENCE_* variables, then its flags."""
+    overrides = {"server.host": args.host, "server.port": args.port, "server.metrics_port": args.metrics_port}
+    return load_inference_config(args.config, overrides)
+
+
 def _run(args: argparse.Namespace) -> int:
-    config = load_inference_config(
-        args.config,
-        {
-            "server.host": args.host,
-            "server.port": args.port,
-            "server.metrics_port": args.metrics_port,
-        },
-    )
-    asyncio.run(serve_until_signalled(config))
+    asyncio.run(serve_until_signalled(inference_config(args)))
     return 0
 
 
