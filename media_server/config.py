@@ -21,8 +21,9 @@ _ICE_URL = re.compile(r"(?P<scheme>stuns?|turns?):(?P<host>[^?:@/\s\[\]]+)(:\d{1
 
 def _ice_url(url: str) -> str:
     """A STUN or TURN URL as browsers and aiortc take it; credentials belong in username and credential."""
-    if "@" in url:
-        raise ValueError(f"{url!r}: credentials go in username/credential (or turn.secret), never in the URL")
+    if "@" in url:  # named without them: the message is printed
+        shown = url.split(":", 1)[0] + ":…@" + url.rsplit("@", 1)[1]
+        raise ValueError(f"{shown!r}: credentials go in username/credential (or turn.secret), never in the URL")
     found = _ICE_URL.fullmatch(url)
     if found is None:
         raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL (HOST[:PORT][?transport=udp|tcp])")

@@ -35,6 +35,11 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
         ("edge", "tts:\n  engine: openai\n", "tts.openai.base_url"),
         ("edge", "tts:\n  openai:\n    voice: nobody\n", "tts.openai.voices"),
         ("edge", "levelling:\n  gate_dbfs: 5\n", "levelling.gate_dbfs"),
+        ("edge", "http:\n  ice_port_range: 40010-40000\n", "http.ice_port_range"),
+        ("edge", "http:\n  turn:\n    urls: [turn:turn.example.com]\n", "http.turn"),
+        ("edge", "http:\n  ice_servers: [turn:user:pass@turn.example.com]\n", "http.ice_servers.0.urls.0"),
+        ("edge", "http:\n  public_ip: edge.example.com\n", "http.public_ip"),
+        ("edge", "http:\n  public_url: edge.example.com\n", "http.public_url"),
     ],
 )
 def test_bad_config_exits_2_naming_the_field(tmp_path: Path, service: str, content: str, field: str) -> None:

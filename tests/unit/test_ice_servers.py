@@ -114,3 +114,11 @@ def test_public_ip_replaces_the_host_candidates_of_its_family_and_keeps_their_po
     assert "a=candidate:3 1 udp 2130706431 fd00::2 41002 typ host" in lines  # IPv6 is not behind that NAT
     assert lines[6] == "a=candidate:4 1 udp 1694498815 198.51.100.9 41000 typ srflx raddr 10.0.0.5 rport 41000"
     assert not any("10.0.0.5 " in line and "typ host" in line for line in lines)
+
+
+def test_a_url_with_credentials_is_refused_without_repeating_them() -> None:
+    """The reason is printed at start-up: it names the server, not its password."""
+    with pytest.raises(ValidationError) as refused:
+        http(ice_servers=["turn:alice:hunter2@turn.example.com:3478"])
+    reason = refused.value.errors()[0]["msg"]
+    assert "turn.example.com:3478" in reason and "hunter2" not in reason and "alice" not in reason
