@@ -38,17 +38,22 @@ async def wait_until_serving(target: str, timeout_s: float) -> None:
     raise TimeoutError(f"inference server {target} did not become SERVING in {timeout_s:g} s")
 
 
+GRPC_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:")
+
+
 def channel_target(targets: Sequence[str]) -> str:
     """A gRPC target for round-robin over `targets` (host:port strings).
 
     One target goes through gRPC's DNS resolver (so a name with several
-    addresses is spread over). Several are resolved here into one `ipv4:`
-    or `ipv6:` address list, which is what gRPC accepts for static lists.
+    addresses is spread over), or is used as it is when it is a gRPC target
+    URI already (`dns://DNS-SERVER/NAME:PORT` asks that DNS server). Several
+    are resolved here into one `ipv4:` or `ipv6:` address list, which is what
+    gRPC accepts for static lists.
     """
     if not targets:
         raise ValueError("no inference target given")
     if len(targets) == 1:
-        return f"dns:///{targets[0]}"
+        return targets[0] if targets[0].startswith(GRPC_SCHEMES) else f"dns:///{targets[0]}"
     addresses: dict[int, list[str]] = {socket.AF_INET: [], socket.AF_INET6: []}
     for target in targets:
         host, _, port = target.rpartition(":")

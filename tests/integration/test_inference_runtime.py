@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import onnxruntime as ort
 import pytest
+from dns_helpers import dns_server
 from inference_helpers import TINY, compact_frame, make_config, tiny_spec, write_tiny_model
 
 from inference_service.client import FrameFailed, InferenceClient, InferenceUnavailable, ProtocolName, channel_target
@@ -16,6 +17,7 @@ from inference_service.metrics import InferenceMetrics
 from inference_service.runtime.registry import ModelRegistry
 from inference_service.serving.server import InferenceServer
 from inference_service.serving.service import LipSyncService
+from lipstream.lifecycle import free_port
 from protos import generate
 from protos.lipsync.v1 import lipsync_pb2_grpc as pb_grpc
 
@@ -86,9 +88,42 @@ def test_committed_protos_match_regeneration(tmp_path: Path) -> None:
 
 def test_channel_target_builds_round_robin_lists() -> None:
     assert channel_target(["inference:50051"]) == "dns:///inference:50051"
+    assert channel_target(["dns://10.0.0.10/inference:50051"]) == "dns://10.0.0.10/inference:50051"
+    assert channel_target(["ipv4:10.0.0.1:1,10.0.0.2:1"]) == "ipv4:10.0.0.1:1,10.0.0.2:1"
     assert channel_target(["127.0.0.1:1", "localhost:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
     with pytest.raises(ValueError):
         channel_target(["no-port", "x:1"])
+
+
+async def test_one_dns_name_with_several_addresses_spreads_streams_over_them(tmp_path: Path) -> None:
+    """As edges use a Kubernetes headless Service: one name, an address per server, round_robin over all."""
+    model = write_tiny_model(tmp_path / "one.onnx")
+    port = free_port()
+    preload = {"preload": ["one"]}
+    servers = [
+        InferenceServer(make_config([tiny_spec("one", model)], registry=preload, server={"host": host, "port": port}))
+        for host in ("127.0.0.1", "[::1]")
+    ]
+    for server in servers:
+        await server.start()
+    try:
+        async with dns_server(["127.0.0.1", "::1"]) as (dns_port, asked):
+            client = InferenceClient([f"dns://127.0.0.1:{dns_port}/inference.test:{port}"])
+            streams = [client.open_stream() for _ in range(4)]
+            for stream in streams:
+                assert (await stream.submit(compact_frame(1, "one", TINY, AUDIO))).mouth
+            served = [
+                s.metrics.registry.get_sample_value("lipstream_inference_frames_total", {"model": "one"}) or 0
+                for s in servers
+            ]
+            assert "inference.test" in asked
+            assert all(count >= 1 for count in served), f"round_robin left an address idle: {served}"
+            for stream in streams:
+                await stream.close()
+            await client.close()
+    finally:
+        for server in servers:
+            await server.stop()
 
 
 @pytest.mark.parametrize("protocol", ["lipsync", "kserve"])
