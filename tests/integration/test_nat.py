@@ -176,3 +176,14 @@ async def test_public_ip_is_what_host_candidates_advertise_with_the_ports_actual
             assert addressed and not private & {*addressed, *(c[4] for c in ipv4)}
         finally:
             await viewer.close(http)
+
+
+async def test_turn_credentials_need_the_api_key_where_sessions_do() -> None:
+    """A TURN credential is a relay anyone could use: where opening a session needs the key, so does this."""
+    turn = {"urls": ["turn:turn.example.com:3478"], "secret": "s"}
+    async with running_edge(False, http={"api_key": "k", "turn": turn}) as edge, aiohttp.ClientSession() as http:
+        async with http.get(f"{edge.url}/ice-servers") as response:
+            assert response.status == 401
+        async with http.get(f"{edge.url}/ice-servers", headers={"Authorization": "Bearer k"}) as response:
+            assert response.status == 200
+            assert [s["urls"] for s in (await response.json())["iceServers"]] == [turn["urls"]]
