@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aioice import stun
+from aioice import stun, turn
 
 START_TIMEOUT_S = 10.0
 _ALLOCATED = re.compile(r"user <([^>]*)>: incoming packet ALLOCATE processed, success")
@@ -37,10 +37,12 @@ class Turn:
         """The usernames of every successful allocation so far, in order."""
         return _ALLOCATED.findall(self.log.read_text(errors="replace"))
 
-    def refusals(self) -> int:
-        """Allocations refused for their credentials (a first 401 without any is the normal challenge)."""
-        text = self.log.read_text(errors="replace")
-        return len(re.findall(r"user <[^>]+>: incoming packet ALLOCATE processed, error 401", text))
+    async def allocate(self, username: str, password: str) -> None:
+        """A relay allocated with these credentials (and released); aioice's TransactionFailed if refused."""
+        relayed, _ = await turn.create_turn_endpoint(
+            asyncio.DatagramProtocol, server_addr=("127.0.0.1", self.port), username=username, password=password
+        )
+        relayed.close()
 
 
 def free_udp_port() -> int:
@@ -76,14 +78,14 @@ async def coturn(directory: Path) -> AsyncIterator[Turn]:
     program = shutil.which("turnserver")
     if program is None:
         pytest.fail("coturn's turnserver is needed for the TURN tests: apt-get install coturn")
-    turn = Turn(free_udp_port(), secrets.token_hex(16), directory / "turnserver.log")
+    server = Turn(free_udp_port(), secrets.token_hex(16), directory / "turnserver.log")
     arguments = [
         "-n",  # no configuration file
         "--listening-ip=127.0.0.1",
         "--relay-ip=127.0.0.1",
-        f"--listening-port={turn.port}",
+        f"--listening-port={server.port}",
         "--use-auth-secret",
-        f"--static-auth-secret={turn.secret}",
+        f"--static-auth-secret={server.secret}",
         "--realm=lipstream.test",
         "--allow-loopback-peers",
         "--no-tls",
@@ -95,14 +97,14 @@ async def coturn(directory: Path) -> AsyncIterator[Turn]:
         f"--pidfile={directory / 'turnserver.pid'}",
         f"--db={directory / 'turndb'}",
     ]
-    with turn.log.open("wb") as log:
+    with server.log.open("wb") as log:
         process = await asyncio.create_subprocess_exec(program, *arguments, stdout=log, stderr=log)
     try:
         deadline = asyncio.get_running_loop().time() + START_TIMEOUT_S
-        while not await _answers_stun(turn.port):
+        while not await _answers_stun(server.port):
             if process.returncode is not None or asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"coturn did not start: {turn.log.read_text(errors='replace')[-2000:]}")
-        yield turn
+                raise AssertionError(f"coturn did not start: {server.log.read_text(errors='replace')[-2000:]}")
+        yield server
     finally:
         if process.returncode is None:
             process.terminate()

@@ -3,7 +3,6 @@ relaying through it itself, every ICE socket in http.ice_port_range (and 503 whe
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import aiohttp
 import psutil
 import pytest
-from aioice import turn as aioice_turn
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from edge_helpers import running_edge, wait_for
@@ -85,13 +83,7 @@ async def test_turn_credentials_reach_clients_coturn_accepts_them_and_the_edge_r
                 assert hosts and all(in_range(c[5]) for c in hosts)
 
                 # The WHEP client's copy of the credentials is a real one: coturn allocates with it.
-                relayed, _ = await aioice_turn.create_turn_endpoint(
-                    asyncio.DatagramProtocol,
-                    server_addr=("127.0.0.1", server.port),
-                    username=params["username"],
-                    password=params["credential"],
-                )
-                relayed.close()
+                await server.allocate(params["username"], params["credential"])
 
                 # /offer's clients ask GET /ice-servers first: fresh credentials, never cached.
                 async with http.get(f"{edge.url}/ice-servers") as response:
@@ -99,13 +91,7 @@ async def test_turn_credentials_reach_clients_coturn_accepts_them_and_the_edge_r
                     body = await response.json()
                 (offered,) = body["iceServers"]
                 assert offered["urls"] == [server.url] and offered["username"].split(":", 1)[1].startswith("client-")
-                relayed, _ = await aioice_turn.create_turn_endpoint(
-                    asyncio.DatagramProtocol,
-                    server_addr=("127.0.0.1", server.port),
-                    username=offered["username"],
-                    password=offered["credential"],
-                )
-                relayed.close()
+                await server.allocate(offered["username"], offered["credential"])
                 assert offered["username"] in server.allocations()
             finally:
                 await viewer.close(http)
