@@ -207,3 +207,17 @@ def test_gpu_info_parses_nvidia_smi_and_says_why_when_there_is_no_driver() -> No
 def test_classify_names_causes_and_libraries() -> None:
     assert classify("error while loading shared libraries: libcudart.so.13") == "missing library: libcudart.so.13"
     assert classify("something else entirely") == "failed to start"
+
+
+def test_the_torch_backend_is_timed_on_this_cpu_build_and_fails_the_check_when_torch_is_missing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = InferenceConfig.model_validate({"runtime": {"backend": "torch"}})
+    report = doctor.diagnose(config, "parametric-mouth", gpus=NO_GPU)
+    assert report["ok"] is True and report["backend"] == "torch"
+    (cpu,) = report["torch"]["devices"]
+    assert cpu["device"] == "cpu" and cpu["started"] and cpu["latency_ms"] > 0
+    assert "a CPU build, no GPU visible" in report["torch"]["summary"]
+
+    missing = doctor.diagnose(config, "parametric-mouth", gpus=NO_GPU, torch=NO_TORCH)
+    assert missing["ok"] is False and missing["failing"] == ["torch"]
