@@ -72,7 +72,9 @@ class BoundSession:
         if bound is None:
             bound = bound_sets[key] = self._bind(feeds, key)
         for name, array in feeds.items():
-            bound.inputs[name].update_inplace(host.stage(name, np.ascontiguousarray(array)))
+            source = np.ascontiguousarray(array)
+            # To a GPU through the reused (pinned) host buffer; on the CPU straight into the bound input.
+            bound.inputs[name].update_inplace(host.stage(name, source) if self.device == "cuda" else source)
         return self._run_bound(bound, names)
 
     def _bind(self, feeds: dict[str, np.ndarray], key: tuple[Any, ...]) -> _Bound:
