@@ -90,8 +90,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "io_binding": args.io_binding,
             "cuda_graphs": args.cuda_graphs,
             "max_batch": args.max_batch,
+            "device_layout": args.device_layout,
             "seconds": args.seconds,
-        },  # fmt: skip
+        },
         "machine": report.machine(load_before),
         "precisions": precisions,
         "fp16_vs_fp32": report.compare(precisions),

@@ -21,6 +21,7 @@ SMALL = ["--model", "parametric-mouth", "--batches", "1,2", "--streams", "1,2", 
 def check_report(result: dict, backend: str, provider: str, precisions: list[str]) -> None:
     assert result["bench"] == "gpu" and result["device"] == "cpu" and result["measured_on_gpu"] is False
     assert result["backend"] == backend and result["provider"] == provider
+    assert result["settings"]["device_layout"] == "on", "the path a GPU serves, and no OpenCV needed"
     assert all(len(load) == 3 for load in result["machine"]["load_average"].values())
     assert list(result["precisions"]) == precisions
     for measured in result["precisions"].values():
