@@ -22,6 +22,7 @@ import onnxruntime as ort
 from inference_service.config import InferenceConfig, load_inference_config
 from inference_service.models import builtin
 from inference_service.runtime import gpu_info, nvidia
+from inference_service.runtime.backends import open_session
 from inference_service.runtime.probe import ProviderProbe, probe_provider, providers_to_probe
 from inference_service.runtime.providers import SessionFactory, requested_providers
 from inference_service.runtime.torch_probe import TorchProbe, probe_torch
@@ -42,6 +43,17 @@ def must_run(config: InferenceConfig, available: list[str]) -> list[str]:
     if config.runtime.providers == "auto":
         return [name for name in requested if name in available]
     return requested
+
+
+def as_served(config: InferenceConfig, model_id: str) -> dict[str, Any]:
+    """The model opened exactly as the server opens it (backend, providers, GPU settings): where it runs and why."""
+    spec = next(spec for spec in config.models if spec.id == model_id)
+    requested = requested_providers(config.runtime.providers)
+    try:
+        _, choice = open_session(model_path(config, model_id), spec, config.runtime, requested)
+    except Exception as exc:  # noqa: BLE001 - the server would fail this model's load: say so
+        return {"runs_on": None, "reason": f"the model does not load: {exc}", "notes": []}
+    return {"runs_on": choice.in_use[0], "reason": choice.fallback_reason, "notes": list(choice.notes)}
 
 
 def diagnose(
@@ -79,6 +91,7 @@ def diagnose(
         "providers": [asdict(probe) for probe in probes],
         "gpus": asdict(gpus if gpus is not None else gpu_info.query()),
         "torch": asdict(torch_probe),
+        "served": as_served(config, model_id),
     }
 
 
@@ -109,6 +122,11 @@ def render(report: dict[str, Any], out: TextIO) -> None:
         timing = f", batch 1 in {device['latency_ms']:.1f} ms" if device["latency_ms"] is not None else ""
         state = "works" + timing if device["started"] else f"does not start: {device['reason']}"
         write(f"  {device['device']}: {state}\n")
+    served = report["served"]
+    write(f"\nas the server opens {report['model']['id']}: runs on {served['runs_on'] or 'nothing'}")
+    write(f" ({served['reason']})\n" if served["reason"] else "\n")
+    for note in served["notes"]:
+        write(f"  note: {note}\n")
     configured = report["configured"]
     write(f"\nbackend: {report['backend']}; providers: {configured['setting']} -> needs {configured['must_run']}\n")
     if report["ok"]:

@@ -221,3 +221,15 @@ def test_the_torch_backend_is_timed_on_this_cpu_build_and_fails_the_check_when_t
 
     missing = doctor.diagnose(config, "parametric-mouth", gpus=NO_GPU, torch=NO_TORCH)
     assert missing["ok"] is False and missing["failing"] == ["torch"]
+
+
+def test_the_model_is_also_opened_as_the_server_opens_it_with_the_settings_that_do_not_apply(tmp_path: Path) -> None:
+    config = tmp_path / "inference.yaml"
+    config.write_text("runtime:\n  cuda_graphs: true\n")
+    out = tmp_path / "doctor.json"
+    assert main(["doctor", "--config", str(config), "--json", str(out)]) == 0, "a note, not a failure"
+    served = json.loads(out.read_text())["served"]
+    assert served["runs_on"] == CPU
+    assert served["notes"] == [
+        "cuda_graphs ignored: they need onnxruntime's CUDA provider, this model runs on CPUExecutionProvider"
+    ]
