@@ -41,8 +41,17 @@ class ModelLoadError(RuntimeError):
 
 def layout_key(spec: ModelSpec) -> tuple[Any, ...]:
     """The fields a compact graph is built from: ids sharing a file use it only if theirs agree."""
-    return (spec.crop_size, spec.channel_order, spec.mask, spec.masked_first, spec.audio_shape,
-            spec.image_input, spec.audio_input, spec.output)  # fmt: skip
+    fields = (
+        "crop_size",
+        "channel_order",
+        "mask",
+        "masked_first",
+        "audio_shape",
+        "image_input",
+        "audio_input",
+        "output",
+    )
+    return tuple(getattr(spec, name) for name in fields)
 
 
 @dataclass

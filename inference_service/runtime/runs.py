@@ -32,8 +32,8 @@ def _run_compact_graph(model: LoadedModel, frames: list[CompactFrame]) -> list[b
     size, count = model.spec.crop_size, len(frames)
     crops = np.frombuffer(b"".join(frame.crop for frame in frames), np.uint8).reshape(count, size * 3 // 2, size)
     audio = np.frombuffer(b"".join(frame.audio for frame in frames), np.float16).reshape(count, -1)
-    mouths = model.shared.compact.run([compact_graph.OUTPUT], {compact_graph.INPUTS[0]: crops,
-                                                                compact_graph.INPUTS[1]: audio})[0]  # fmt: skip
+    feeds = dict(zip(compact_graph.INPUTS, (crops, audio)))
+    mouths = model.shared.compact.run([compact_graph.OUTPUT], feeds)[0]
     return [mouth.tobytes() for mouth in mouths]
 
 
