@@ -35,6 +35,25 @@ class RuntimeConfig(StrictModel):
     allow_spinning: bool = Field(
         False, description="let idle intra-op threads spin: lower latency, but a core burnt even when idle"
     )
+    backend: Literal["onnxruntime", "torch"] = Field(
+        "onnxruntime", description="torch runs the same ONNX models (or TorchScript / torch.export files) in PyTorch"
+    )
+    torch_precision: Literal["auto", "fp32", "fp16"] = Field(
+        "auto", description="torch backend: auto = fp16 on CUDA, fp32 on the CPU"
+    )
+    preload_nvidia_libraries: bool = Field(
+        True, description="load CUDA/cuDNN from the nvidia-* wheels (onnxruntime.preload_dlls) before a session"
+    )
+    io_binding: bool = Field(
+        False, description="run through I/O bindings with buffers reused per batch size (pinned host memory on CUDA)"
+    )
+    cuda_graphs: bool = Field(
+        False, description="capture one CUDA graph per batch size (CUDA only; ignored with a warning elsewhere)"
+    )
+    device_layout: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="compact layout (I420 <-> the model's floats) in the model's graph on its device; auto = on a GPU",
+    )
 
 
 class BatchingConfig(StrictModel):

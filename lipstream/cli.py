@@ -29,7 +29,8 @@ COMMANDS = {
     "edge": "signaling.server",
     "edge-worker": "signaling.workers.worker",
     "inference": "inference_service.serving.cli",
-    "models": "inference_service.triton.cli",  # build and list, and export-triton
+    "models": "inference_service.triton.cli",  # build, list, convert, and export-triton
+    "doctor": "inference_service.serving.doctor",
     "avatar": "media_server.avatars.cli",
     "bench": "benchmarks.cli",
 }

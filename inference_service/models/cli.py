@@ -1,4 +1,4 @@
-"""`lipstream models build|list`."""
+"""`lipstream models build|list|convert`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from inference_service.models import fp16
 from inference_service.models.builtin import BUILTIN_MODELS, build_at, builtin_path, ensure_builtin, file_name, lookup
 
 
@@ -33,6 +34,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    source = Path(args.model)
+    if not source.is_file():
+        try:
+            source = ensure_builtin(args.model)
+        except KeyError:
+            print(
+                f"'{args.model}' is neither a file nor a built-in model ({', '.join(BUILTIN_MODELS)})", file=sys.stderr
+            )
+            return 2
+    target = args.out or fp16.fp16_name(source)
+    print(fp16.convert_file(source, target))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """Adds `models build` and `models list`; returns the `models` actions, for `export-triton` to join."""
     models = subparsers.add_parser("models", help="generate and list the built-in ONNX models")
@@ -45,4 +61,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse._SubParsersActi
 
     listing = commands.add_parser("list", help="built-in models, their look-ahead and whether they are built")
     listing.set_defaults(handler=_cmd_list)
+
+    convert = commands.add_parser("convert", help="write a model's float16 variant (float32 inputs and outputs)")
+    convert.add_argument(
+        "model", metavar="MODEL", help=f"an ONNX file or a built-in model ({', '.join(BUILTIN_MODELS)})"
+    )
+    convert.add_argument("--fp16", action="store_true", required=True, help="float16 weights and compute")
+    convert.add_argument(
+        "--out", type=Path, metavar="FILE", help="where to write it (default: beside it, NAME-fp16.onnx)"
+    )
+    convert.set_defaults(handler=_cmd_convert)
     return commands

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import onnxruntime as ort
@@ -40,17 +40,23 @@ class ProviderChoice:
     requested: list[str]
     in_use: list[str]
     fallback_reason: str = ""
+    notes: list[str] = field(default_factory=list)  # settings that do not apply here, and why
 
 
-def _provider_options(name: str, device_id: int) -> dict[str, Any]:
-    return {"device_id": device_id} if name != CPU else {}
+def _provider_options(name: str, device_id: int, cuda_graphs: bool = False) -> dict[str, Any]:
+    if name == CPU:
+        return {}
+    if name == ORT_NAMES["cuda"] and cuda_graphs:
+        return {"device_id": device_id, "enable_cuda_graph": "1"}
+    return {"device_id": device_id}
 
 
 def create_session(
-    model_path: str,
+    model_path: str | bytes,
     requested: list[str],
     *,
     device_id: int = 0,
+    cuda_graphs: bool = False,
     intra_op_threads: int = 0,
     allow_spinning: bool = False,
     available: Sequence[str] | None = None,
@@ -72,7 +78,7 @@ def create_session(
             session = session_factory(
                 model_path,
                 sess_options=options,
-                providers=[(name, _provider_options(name, device_id)) for name in usable],
+                providers=[(name, _provider_options(name, device_id, cuda_graphs)) for name in usable],
             )
             in_use = list(session.get_providers())
             if in_use[0] != usable[0]:
@@ -84,9 +90,10 @@ def create_session(
     return session, _choice(requested, list(session.get_providers()), reasons, model_path)
 
 
-def _choice(requested: list[str], in_use: list[str], reasons: list[str], path: str) -> ProviderChoice:
+def _choice(requested: list[str], in_use: list[str], reasons: list[str], path: str | bytes) -> ProviderChoice:
     reason = "; ".join(reasons)
     gpu_asked = any(name != CPU for name in requested)
     if gpu_asked and in_use[0] == CPU:
-        log.warning("model %s runs on CPU: %s", path, reason or "no GPU provider requested")
+        label = path if isinstance(path, str) else "(in memory)"
+        log.warning("model %s runs on CPU: %s", label, reason or "no GPU provider requested")
     return ProviderChoice(requested=requested, in_use=in_use, fallback_reason=reason if gpu_asked else "")

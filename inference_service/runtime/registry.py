@@ -21,8 +21,10 @@ import onnxruntime as ort
 
 from inference_service.config import InferenceConfig, ModelSpec
 from inference_service.models import builtin
+from inference_service.runtime.backends import on_gpu, open_session
+from inference_service.runtime.compact_graph import CompactGraphError, compact_model
 from inference_service.runtime.layout import CompactLayout
-from inference_service.runtime.providers import ProviderChoice, SessionFactory, create_session, requested_providers
+from inference_service.runtime.providers import ProviderChoice, SessionFactory, requested_providers
 from inference_service.runtime.raw import TensorSignature, signatures
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,28 @@ class ModelLoadError(RuntimeError):
     """The model exists in config but its file cannot be opened as a session."""
 
 
+def layout_key(spec: ModelSpec) -> tuple[Any, ...]:
+    """The fields a compact graph is built from: ids sharing a file use it only if theirs agree."""
+    fields = (
+        "crop_size",
+        "channel_order",
+        "mask",
+        "masked_first",
+        "audio_shape",
+        "image_input",
+        "audio_input",
+        "output",
+    )
+    return tuple(getattr(spec, name) for name in fields)
+
+
 @dataclass
 class SharedSession:
-    """One onnxruntime session, shared by every model id that names its file."""
+    """One model session, shared by every model id that names its file.
+
+    `compact` is the same model joined to the layout graphs (I420 in, I420 out, on the model's
+    device; `runtime.device_layout`), built for the layout `compact_layout`; None when off.
+    """
 
     path: str
     session: Any
@@ -48,6 +69,8 @@ class SharedSession:
     inputs: dict[str, TensorSignature]
     outputs: list[str]
     users: set[str] = field(default_factory=set)
+    compact: Any = None
+    compact_layout: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -132,17 +155,10 @@ class ModelRegistry:
         return str(path.resolve())
 
     def _open(self, spec: ModelSpec, path: str) -> SharedSession:
-        """Blocking: open the file as an onnxruntime session (runs in the executor)."""
+        """Blocking: open the file on the configured backend (runs in the executor)."""
         runtime = self._config.runtime
         try:
-            session, provider = create_session(
-                path,
-                self._requested,
-                device_id=runtime.device_id,
-                intra_op_threads=runtime.intra_op_threads,
-                allow_spinning=runtime.allow_spinning,
-                session_factory=self._session_factory,
-            )
+            session, provider = open_session(path, spec, runtime, self._requested, self._session_factory)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises several unrelated types
             raise ModelLoadError(f"model '{spec.id}': cannot load {path}: {exc}") from exc
         inputs = signatures(session.get_inputs())
@@ -155,7 +171,29 @@ class ModelRegistry:
                 f"model '{spec.id}': {path} has no output '{spec.output}' (outputs: {', '.join(outputs)})"
             )
         # The weights dominate a session's footprint; the file size is an honest lower bound.
-        return SharedSession(path, session, provider, os.path.getsize(path), inputs, outputs)
+        shared = SharedSession(path, session, provider, os.path.getsize(path), inputs, outputs)
+        self._open_compact(spec, shared)
+        return shared
+
+    def _open_compact(self, spec: ModelSpec, shared: SharedSession) -> None:
+        """The model joined to the layout graphs, where `runtime.device_layout` asks for it (it holds the weights
+        a second time); a model that cannot be joined keeps the host layout, with a note."""
+        runtime = self._config.runtime
+        if runtime.device_layout == "off" or (runtime.device_layout == "auto" and not on_gpu(shared.provider)):
+            return
+        try:
+            shared.compact, _ = open_session(
+                compact_model(spec, shared.path), spec, runtime, self._requested, self._session_factory
+            )
+        except Exception as exc:  # noqa: BLE001 - another opset, an op torch lacks: the host layout still works
+            if not isinstance(exc, CompactGraphError):
+                exc = CompactGraphError(f"model '{spec.id}': the compact graph does not open: {exc}")
+            note = f"device_layout off: {exc}"
+            log.warning("%s", note)
+            shared.provider.notes.append(note)
+            return
+        shared.compact_layout = layout_key(spec)
+        shared.memory_bytes *= 2
 
     async def _load(self, spec: ModelSpec) -> LoadedModel:
         loop = asyncio.get_running_loop()

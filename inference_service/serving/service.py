@@ -15,10 +15,10 @@ import grpc
 import lipstream
 from inference_service.config import InferenceConfig
 from inference_service.metrics import InferenceMetrics
+from inference_service.runtime.backends import GPU_IN_USE
 from inference_service.runtime.batcher import Completed
 from inference_service.runtime.engine import InferenceEngine
 from inference_service.runtime.layout import LayoutError, validate_compact
-from inference_service.runtime.providers import CPU
 from inference_service.runtime.raw import decode_raw
 from inference_service.runtime.registry import LoadedModel, ModelRegistry
 from inference_service.serving.status import STATUS_BY_NUMBER, status_of
@@ -228,8 +228,8 @@ class LipSyncService(pb_grpc.LipSyncServicer):
                 in_use.append(provider.in_use[0])
             if provider.fallback_reason and provider.fallback_reason not in reasons:
                 reasons.append(provider.fallback_reason)
-        devices = [f"cuda:{self.config.runtime.device_id}"] if any(p != CPU for p in in_use) else []
-        if CPU in in_use or not in_use:
+        devices = [f"cuda:{self.config.runtime.device_id}"] if any(p in GPU_IN_USE for p in in_use) else []
+        if any(p not in GPU_IN_USE for p in in_use) or not in_use:
             devices.append(f"cpu:{platform.machine()}")
         batching, limits = self.config.batching, self.config.registry
         return pb.ServerInfo(

@@ -1,1 +1,1 @@
-"""Serving lipstream's models from NVIDIA Triton: the model repository export and its layout graphs."""
+"""Serving lipstream's models from NVIDIA Triton: the model repository export (its layout graphs live in runtime)."""

@@ -18,7 +18,7 @@ from google.protobuf import text_format
 
 from inference_service.config import BatchingConfig, ModelSpec
 from inference_service.models.builtin import ensure_builtin
-from inference_service.triton import graphs
+from inference_service.runtime import layout_graphs as graphs
 from protos import kserve
 from protos.kserve import model_config_pb2
 

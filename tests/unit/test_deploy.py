@@ -217,7 +217,8 @@ def test_images_and_ci_install_through_the_one_script() -> None:
         assert runs and runs[0].split()[1:5] == [script, "--venv", "/opt/venv", extra], dockerfile
         assert 'ENTRYPOINT ["lipstream"]' in text, dockerfile
         assert "pip install" not in text and "apt-get" not in text, f"{dockerfile} installs outside {script}"
-    assert re.search(r"^FROM nvidia/cuda:[\w.]+-cudnn-runtime-", (ROOT / "Dockerfile.gpu").read_text(), re.M)
-    assert re.search(rf"^{re.escape(script)} cpu,test ", (ROOT / ".ci" / "run").read_text(), re.M)
+    # The CUDA libraries come as the gpu extra's wheels; the driver's, from the container toolkit.
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute" in (ROOT / "Dockerfile.gpu").read_text()
+    assert re.search(rf"^{re.escape(script)} cpu,test[,\w]* ", (ROOT / ".ci" / "run").read_text(), re.M)
     gpu = yaml.safe_load(COMPOSE_GPU.read_text())["services"]["inference"]
     assert gpu["build"]["dockerfile"] == "Dockerfile.gpu"

@@ -16,8 +16,8 @@ from tritonclient.grpc import model_config_pb2
 
 from inference_service.config import BatchingConfig, ModelSpec
 from inference_service.models.builtin import ensure_builtin
+from inference_service.runtime import layout_graphs as graphs
 from inference_service.runtime.layout import I420, CompactFrame, CompactLayout
-from inference_service.triton import graphs
 from inference_service.triton.repository import ExportError, export, graph_tensors
 
 MODEL = "parametric-mouth"

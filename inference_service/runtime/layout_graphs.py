@@ -1,4 +1,4 @@
-"""The compact layout's conversions as ONNX graphs, for Triton to run beside the lip-sync model.
+"""The compact layout's conversions as ONNX graphs: for Triton beside the lip-sync model, and for on-device layout.
 
 `pre`: an I420 crop (uint8 [B, S*3/2, S]) and a float16 audio window (flat [B, N]) -> the model's
 float32 inputs (reference and masked copy in its channel order, /255; the window in its shape).
