@@ -3,14 +3,13 @@
 Edges send 8-bit crops (I420 or BGR) and float16 audio windows; this module
 builds the model input (reference + masked copy, channel order, /255) for a
 whole batch at once and turns the model output back into 8-bit crops.
-OpenCV is imported at first use: a GPU server whose layout runs in the model's graph
-(`runtime.device_layout`) can run without it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from inference_service.config import ModelSpec
@@ -79,8 +78,6 @@ class CompactLayout:
 
     def decode_crop(self, data: bytes, image_format: pb.ImageFormat, out: np.ndarray) -> None:
         """Decode one crop into `out` (HxWx3 uint8, the model's channel order)."""
-        import cv2
-
         size = self.spec.crop_size
         if image_format == I420:
             planar = np.frombuffer(data, np.uint8).reshape(size * 3 // 2, size)
@@ -114,8 +111,6 @@ class CompactLayout:
         OpenCV does the planar->packed, scale, round and clamp in C++ (3x faster than
         the numpy equivalent, which builds four float temporaries per frame).
         """
-        import cv2
-
         to_i420 = cv2.COLOR_RGB2YUV_I420 if self._rgb else cv2.COLOR_BGR2YUV_I420
         results: list[bytes] = []
         for image, image_format in zip(cv2.dnn.imagesFromBlob(output), formats):
