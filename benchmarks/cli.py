@@ -1,4 +1,4 @@
-"""`lipstream bench inference|edge|e2e|edge-capacity|soak|faults|overload|lips`: each writes its results as JSON."""
+"""`lipstream bench inference|edge|e2e|edge-capacity|soak|faults|overload|lips|network`: JSON results."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from benchmarks import edge, inference, lips
 from benchmarks.capacity import cli as capacity
 from benchmarks.e2e import cli as e2e
 from benchmarks.faults import cli as faults
+from benchmarks.network import cli as network
 from benchmarks.overload import cli as overload
 from benchmarks.soak import cli as soak
 
@@ -15,5 +16,5 @@ from benchmarks.soak import cli as soak
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="benchmarks that write JSON results")
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    for bench in (inference, edge, e2e, capacity, soak, faults, overload, lips):
+    for bench in (inference, edge, e2e, capacity, soak, faults, overload, lips, network):
         bench.register(benches)
