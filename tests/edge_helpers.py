@@ -81,7 +81,10 @@ def motion_around_speech_start(avatar: LoadedAvatar, viewer: Viewer, frames: int
     """Mouth motion before the first utterance (idle) and over its first `frames` frames."""
     motion = mouth_motion(avatar, viewer.video_frames)
     start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
-    return motion[: max(0, start - 2)], motion[start : start + frames]
+    # Session frame numbers, not list positions: a viewer decodes from its first keyframe on, and
+    # frames the link passes over never arrive.
+    numbers = np.array([viewer.frame_of(frame.pts) for frame in viewer.video_frames])
+    return motion[numbers < start - 1], motion[(numbers >= start) & (numbers < start + frames)]
 
 
 class Watched(NamedTuple):
