@@ -148,7 +148,10 @@ class VideoConfig(StrictModel):
     max_bitrate_kbps: int = Field(1500, ge=50, le=50_000, description="what a session sends on a link with room")
     min_bitrate_kbps: int = Field(100, ge=30, le=50_000, description="the least, however little the link carries")
     start_bitrate_kbps: int = Field(
-        1500, ge=30, le=50_000, description="before the viewer's link is known; the encoder then follows its feedback"
+        300,
+        ge=30,
+        le=50_000,
+        description="until the viewer's first report; the target then climbs from here as its feedback allows",
     )
     min_bits_per_pixel: float = Field(
         0.03,

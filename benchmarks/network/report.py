@@ -47,9 +47,10 @@ DEFINITIONS = {
     "av_offset_ms": "delay of the mouth's motion behind the audio's envelope at their correlation peak "
     "(positive: video late), on the sender's clock through the RTCP sender reports (what a player aligns on) "
     "and on packet arrival at the viewer; null when too few frames arrived",
-    "series": "the edge's view of the link, polled over HTTP twice a second: t_s from the speech's start, the "
-    "encoder's target bitrate, what the session sent in the last second, the viewer's estimate (REMB), the frame "
-    "step (1: every frame sent, 2: every 2nd ...), the loss and round trip in the viewer's latest receiver report",
+    "series": "the edge's view of the link, polled over HTTP twice a second from the viewer's connection on: t_s "
+    "from the speech's start (negative: the idle settle before it), the encoder's target bitrate, what the session "
+    "sent in the last second, the viewer's estimate (REMB), the frame step (1: every frame sent, 2: every 2nd ...), "
+    "the loss and round trip in the viewer's latest receiver report, and the idle loop's rung (kbit/s) while idle",
 }
 
 
@@ -118,6 +119,7 @@ def _series(run: SessionRun) -> dict[str, list[Any]]:
         "frame_step": [s["frame_step"] for s in samples],
         "loss_pct": [s["loss_pct"] for s in samples],
         "rtt_ms": [s.get("rtt_ms") for s in samples],
+        "idle_rung_kbps": [s.get("idle_rung_kbps") for s in samples],
     }
 
 
@@ -128,10 +130,12 @@ def analyse(run: SessionRun, mouth: MouthMeter) -> dict[str, Any]:
     in_window = decoded[(decoded >= start) & (decoded < end)] if decoded.size else decoded
     decoded_at = {f.pts: f.decoded for f in run.viewer.video_frames}
     keyframes_decoded = sum(1 for pts in run.viewer.keyframe_pts if start <= decoded_at.get(pts, -1.0) < end)
-    samples = [s for s in run.samples if "keyframes_sent" in s]
+    samples = [s for s in run.samples if "keyframes_sent" in s and s["t"] >= start]
     first, last = (samples[0], samples[-1]) if samples else ({}, {})
     series = _series(run)
-    targets = series["target_kbps"]
+    speaking = [i for i, t in enumerate(series["t_s"]) if t >= 0]
+    targets = [series["target_kbps"][i] for i in speaking]
+    sent = [series["sent_kbps"][i] for i in speaking]
     return {
         "mode": run.mode,
         "session": run.viewer.session_id[:8],
@@ -151,7 +155,7 @@ def analyse(run: SessionRun, mouth: MouthMeter) -> dict[str, Any]:
             "min": min(targets, default=None),
             "max": max(targets, default=None),
         },
-        "sent_kbps_median": round(statistics.median(series["sent_kbps"])) if series["sent_kbps"] else None,
+        "sent_kbps_median": round(statistics.median(sent)) if sent else None,
         "nacked_packets": last.get("nacked_packets", 0) - first.get("nacked_packets", 0),
         "retransmitted_packets": last.get("retransmitted_packets", 0) - first.get("retransmitted_packets", 0),
         "frames_passed_over": run.final_stats.get("passed_over_frames"),

@@ -69,9 +69,9 @@ class SessionRun:
     start_frame: int
     frames: int
     ended: float
-    samples: list[dict[str, Any]] = field(default_factory=list)  # t, and the session's `stats.network`
-    final_stats: dict[str, Any] = field(default_factory=dict)
-    queue_drops: int = 0
+    samples: list[dict[str, Any]]  # t, and the session's `stats.network`, from the viewer's connection on
+    final_stats: dict[str, Any]
+    queue_drops: int
 
 
 @dataclass
@@ -83,38 +83,52 @@ class Measured:
     load: list[float] = field(default_factory=list)  # 1-minute load average before each session
 
 
-async def _poll(http: aiohttp.ClientSession, viewer: Viewer, run: SessionRun, until: float) -> None:
+async def _poll(
+    http: aiohttp.ClientSession, viewer: Viewer, samples: list[dict[str, Any]], final: dict[str, Any]
+) -> None:
+    """The session's view of its link twice a second, from its viewer's connection on, until cancelled."""
     loop = asyncio.get_running_loop()
-    while loop.time() < until:
+    while True:
         try:
             state = await session_state(http, viewer)
         except (BenchError, aiohttp.ClientError) as exc:
             log.warning("state poll: %s", exc)
         else:
-            run.samples.append({"t": loop.time(), "video_source": state["video_source"], **state["stats"]["network"]})
-            run.final_stats = state["stats"]
+            samples.append({"t": loop.time(), "video_source": state["video_source"], **state["stats"]["network"]})
+            final.update(state["stats"])
         await asyncio.sleep(POLL_S)
 
 
 async def one_session(
     http: aiohttp.ClientSession, url: str, mode: str, rate: int | None, audio: bytes, measured: Measured
 ) -> SessionRun:
-    """One viewer through settle, speech and its end, then hung up."""
+    """One viewer through settle, speech and its end, then hung up; its link polled all along."""
     loop, options = asyncio.get_running_loop(), measured.options
     viewer = await connect_viewer(http, url, keep=measured.mouth.crop)
+    samples: list[dict[str, Any]] = []
+    final: dict[str, Any] = {}
+    poll = asyncio.create_task(_poll(http, viewer, samples, final))
     try:
         await asyncio.sleep(options.settle_s)
         answer = await speak(http, viewer, audio)
         accepted = loop.time()
         frames = int(answer["frames"])
-        run = SessionRun(mode, rate, viewer, accepted, int(answer["starts_at_frame"]), frames, 0.0)
-        run.samples.append({"t": accepted})
-        await _poll(http, viewer, run, accepted + frames / 25 + 1.0)
-        run.ended = loop.time()
-        run.queue_drops = netns.shaped_drops()
+        await asyncio.sleep(frames / 25 + 1.0)
+        return SessionRun(
+            mode,
+            rate,
+            viewer,
+            accepted,
+            int(answer["starts_at_frame"]),
+            frames,
+            loop.time(),
+            samples,
+            final,
+            netns.shaped_drops(),
+        )
     finally:
+        poll.cancel()
         await viewer.close(http)
-    return run
 
 
 async def warm_up(http: aiohttp.ClientSession, url: str, mouth: MouthMeter) -> None:

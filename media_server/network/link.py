@@ -60,8 +60,8 @@ class ViewerLink:
     def sent(self, size: int) -> None:
         self.rate.on_sent(size, self._clock())
 
-    def own_stream_starts(self) -> None:
-        self.rate.own_stream_starts(self._clock())
+    def audio_sent(self, size: int) -> None:
+        self.rate.on_audio_sent(size, self._clock())
 
     def snapshot(self) -> dict[str, Any]:
         estimate, loss = self.rate.estimate_kbps, self.rate.loss

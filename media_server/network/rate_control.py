@@ -1,31 +1,40 @@
 """The bitrate a session's video may use, from what its viewer reports back, and how many of its frames it sends.
 
-The link pushes back three ways, and the target drops at once each time:
-- the receiver's estimate (REMB, from browsers and aiortc) falls: a receiver that sees its queue
-  grow asks for 0.85 times what reaches it. Its rises are not followed, nor is it a ceiling: a
-  receiver raises it slowly from what reached it (aiortc by 8 % a second from its first), and a
-  session on its idle loop sends less than the link carries, so a higher estimate says nothing;
+The controller keeps a budget for everything the session sends, audio included (speech adds about
+85 kbit/s, which on a slow link is a third of it); the video gets the budget less what the audio
+sent in the last second.
+
+The link pushes back three ways, and the budget drops at once each time:
 - loss in the receiver's reports (as in Google's congestion control): over 10 % of the packets
-  lost cuts the target by half that fraction;
-- the round trip in those reports, the sender's own look at the queue (an estimate reacts to a
-  growing queue, not to one that stays full, and estimates wait in it themselves): two reports in
-  a row QUEUE_PUSH_S over the shortest round trip seen take the target to 0.85 times what was sent
-  in the last second, as a receiver would (two, since a keyframe makes a queue that passes, unless
-  one is over QUEUE_PUSH_AT_ONCE_S: reports are sparse, and wait in the queue themselves); while
-  the latest is QUEUE_HOLD_S over it, or the latest loss over 2 %, the target does not grow;
+  lost cuts the budget by half that fraction;
+- the round trip in those reports, the sender's own look at the queue: one QUEUE_PUSH_S over the
+  shortest round trip seen takes the budget to 0.85 times what was sent in the last second, as a
+  receiver would (reports come about once a second and wait in the queue themselves, so waiting
+  for a second one let the queue overflow; a keyframe's passing queue, which may push back for
+  nothing, costs a second at 85 %), and for a while lower still, by the share of that which
+  drains the queue in DRAIN_S (reports come once a second, so the queue they see is a long one,
+  and it holds the next reports too);
 - silence: receivers report about once a second, and their reports wait in the same queue, so
   none for SILENCE_S while the session sends is a full queue too (as in Google's congestion
   control, which backs off when feedback stops).
+When the link pushes back, the receiver's estimate (REMB, from browsers and aiortc: what reached it)
+is believed if it is lower, and a fall of the estimate takes the budget down to it once a report
+confirms the strain (a queue over QUEUE_PUSH_S, or over 2 % lost): a receiver's delay-based estimate also dips when
+its own CPU stalls or a keyframe passes, and following those dips on a link with room blurred the
+picture for nothing. Its rises are not followed, nor is it a ceiling: a receiver raises it slowly
+from what reached it (aiortc by 8 % a second), and an idle session sends less than the link carries.
 
-Between such signals the target grows, as a sender must try a link to learn what it carries: after
-HOLD_S, by 8 % a second while it is under 1.5 times the rate the link last pushed back to, by 15 %
-a second beyond that (the link has recovered), by 50 % a second until the link first pushes back; never to
-more than 1.5 times what the session sent in the last second (or the start bitrate), and not at all
-before the receiver's first estimate (or FIRST_ESTIMATE_S without one, for a receiver that sends
-none): on a slow link the first packets fill the queue that carries the feedback. An idle session
-climbs the loop's rungs no faster than the receiver's estimate (what reached it) rises, and when
-speech starts, its own encoder starts at no more than the rung was sending or the estimate says
-(the speech's audio starts with it), then climbs.
+The session starts at the start bitrate (300 kbit/s by default, as browsers do). The budget grows
+only on a receiver's report that shows neither a queue (QUEUE_HOLD_S) nor loss (LOSS_HOLD): each
+step is one the link has carried. On a slow link the packets sent before any feedback fill the
+queue that carries it, so a sender that grows by the clock overshoots by what it sent between
+reports. Until the link first pushes back the budget grows by half per report (a probing start, as
+TCP's slow start grows per round trip); after, it grows by 8 % a report back to where the link
+pushed back, by 3 % a report over it (the link was full there: it probes), and by 15 % beyond 1.5
+times it (the link has recovered); never for HOLD_S after a push-back,
+nor beyond 1.5 times what was sent in the last second (or the start bitrate). An idle session climbs
+the loop's rungs as the budget grows, and when speech starts its own encoder starts at the video's
+share of it: at most 1.5 times what the rung was sending.
 
 Below the bitrate at which a frame still gets `min_bits_per_pixel`, the session sends every 2nd
 frame, then every 3rd, each with the bits of two or three: pictures stay readable where 25 of them
@@ -39,25 +48,43 @@ from collections import deque
 from lipstream.timebase import VIDEO_FPS
 
 HOLD_S = 1.0  # no growth this long after the link pushed back
-NEAR_FACTOR = 1.5  # "near" the rate the link last pushed back at: under this many times it
-NEAR_GROWTH = 1.08  # per second
-FAR_GROWTH = 1.15  # per second
-START_GROWTH = 1.5  # per second, until the link first pushes back
-SENT_HEADROOM = 1.5  # the target stays under this many times what was sent in the last second
-FIRST_ESTIMATE_S = 5.0  # no growth before the receiver's first estimate, or this long after the first packet
+START_GROWTH = 1.5  # per report, until the link first pushes back
+BACK_GROWTH = 1.08  # per report, under the budget the link last pushed back to
+NEAR_FACTOR = 1.5  # "near" it: under this many times it
+NEAR_GROWTH = 1.03  # per report
+FAR_GROWTH = 1.15  # per report
+SENT_HEADROOM = 1.5  # the budget stays under this many times what was sent in the last second
 SENT_WINDOW_S = 1.0
-CARRIED_ROOM = 1.1  # an idle rung, or speech's start, within this many times the receiver's estimate
 ESTIMATE_DROP = 0.97  # an estimate under this share of the last one is a decrease (Chrome re-sends at 3 %)
 SILENCE_S = 2.5  # no feedback for this long while sending: the queue holds it back (receivers report each second)
 QUEUE_HOLD_S = 0.1  # a round trip this much over the shortest: no growth ...
 QUEUE_PUSH_S = 0.15  # ... this much over it: the link pushes back
-QUEUE_REPORTS = 2  # ... in this many reports in a row, or in one this much over it:
-QUEUE_PUSH_AT_ONCE_S = 0.4  # more than a keyframe's passing queue (encoder.BUFFER_S)
-QUEUE_BACKOFF = 0.85  # ... to this share of what was sent in the last second
-LOSS_CUT = 0.10  # over this fraction lost, the target is cut ...
+QUEUE_BACKOFF = 0.85  # ... to this share of what was sent in the last second ...
+DRAIN_S = 2.0  # ... less what drains the queue seen in this long (at most DRAIN_SHARE of it)
+DRAIN_SHARE = 0.5
+LOSS_CUT = 0.10  # over this fraction lost, the budget is cut ...
 LOSS_HOLD = 0.02  # ... over this one, it does not grow
+PACKET_HEADERS = 50  # bytes: RTP, SRTP, UDP and IPv4 (a fifth of an Opus packet of speech)
+AUDIO_PACKET_S = 0.02  # an audio packet's duration: while they come this often, the latest gives the audio's rate
 MAX_FRAME_STEP = 3
 STEP_BACK_MARGIN = 1.15  # fewer frames are dropped again only with this much to spare
+
+
+class LastSecond:
+    """Bytes sent in the last SENT_WINDOW_S."""
+
+    def __init__(self) -> None:
+        self._packets: deque[tuple[float, int]] = deque()
+        self._bytes = 0
+
+    def add(self, size: int, now: float) -> None:
+        self._packets.append((now, size))
+        self._bytes += size
+
+    def kbps(self, now: float) -> float:
+        while self._packets and self._packets[0][0] <= now - SENT_WINDOW_S:
+            self._bytes -= self._packets.popleft()[1]
+        return self._bytes * 8 / 1000 / SENT_WINDOW_S
 
 
 class RateController:
@@ -72,21 +99,21 @@ class RateController:
         self._max = max_kbps
         self._start = start_kbps
         self._full_rate = full_rate_kbps
-        self._target = start_kbps
+        self._budget = start_kbps  # video and audio
+        self._target = start_kbps  # the video's share
         self._step = self._step_for(start_kbps, MAX_FRAME_STEP)
         self._estimate: float | None = None
+        self._unconfirmed_drop: float | None = None  # a fallen estimate no report has confirmed yet
         self._loss: float | None = None
         self._rtt: float | None = None
         self._base_rtt = float("inf")
         self._queued_s = 0.0  # the latest round trip over the shortest
-        self._queued_reports = 0  # reports in a row with a round trip QUEUE_PUSH_S over the shortest
-        self._pushed_back_kbps: float | None = None  # where the link last pushed back
+        self._pushed_back_kbps: float | None = None  # the budget the link last pushed back to
         self._no_growth_until = float("-inf")
-        self._grown_at: float | None = None
-        self._first_sent_at: float | None = None
         self._heard_at: float | None = None  # the receiver's latest feedback
-        self._sent: deque[tuple[float, int]] = deque()  # (time, bytes) of the last second's packets
-        self._sent_bytes = 0
+        self._video = LastSecond()
+        self._audio = LastSecond()  # with the packets' headers
+        self._audio_packet: tuple[float, float] = (float("-inf"), 0.0)  # the latest audio packet: time, its rate
 
     @property
     def target_kbps(self) -> float:
@@ -112,80 +139,103 @@ class RateController:
         return self._step
 
     def sent_kbps(self, now: float) -> float:
-        """What was sent in the last second."""
-        self._forget_sent(now)
-        return self._sent_bytes * 8 / 1000 / SENT_WINDOW_S
+        """What the video sent in the last second."""
+        return self._video.kbps(now)
 
     def on_estimate(self, kbps: float, now: float) -> None:
-        """The receiver's estimate (REMB)."""
+        """The receiver's estimate (REMB) of what its link carries of the video."""
         self._heard_at = now
         previous, self._estimate = self._estimate, kbps
         if previous is not None and kbps < ESTIMATE_DROP * previous:
-            self._push_back(min(self._target, kbps), now)
+            self._unconfirmed_drop = kbps
+        elif previous is None or kbps > previous:
+            self._unconfirmed_drop = None
+        self._confirm_drop(now)
 
     def on_loss(self, fraction: float, now: float) -> None:
         """The fraction of packets lost since the receiver's previous report."""
         self._heard_at = now
         self._loss = fraction
         if fraction > LOSS_CUT:
-            self._push_back(self._target * (1 - fraction / 2), now)
+            self._push_back(self._budget * (1 - fraction / 2), now)
+        self._confirm_drop(now)
 
     def on_rtt(self, seconds: float, now: float) -> None:
-        """The round trip the receiver's latest report gives (see the module docstring)."""
+        """The round trip the receiver's latest report gives, after its loss: the report's verdict."""
+        self._heard_at = now
         self._rtt = seconds
         self._base_rtt = min(self._base_rtt, seconds)
         queued = self._queued_s = seconds - self._base_rtt
-        self._queued_reports = self._queued_reports + 1 if queued > QUEUE_PUSH_S else 0
-        standing = self._queued_reports >= QUEUE_REPORTS or queued > QUEUE_PUSH_AT_ONCE_S
-        if standing and now >= self._no_growth_until:
-            self._push_back(min(self._target, QUEUE_BACKOFF * self.sent_kbps(now)), now)
-
-    @property
-    def carried_kbps(self) -> float:
-        """The target, but no more than the receiver's estimate says reached it: what the idle loop's rung may
-        use, and the session's own encoder when speech starts (see `own_stream_starts`)."""
-        if self._estimate is None:
-            return self._target
-        return min(self._target, CARRIED_ROOM * self._estimate)
-
-    def own_stream_starts(self, now: float) -> None:
-        """The session leaves the shared idle loop for its own encoder, as speech (and its audio) starts: the
-        encoder starts at no more than the loop's rung was sending, or the receiver saw reach it, then climbs."""
-        sent = self.sent_kbps(now)
-        if sent > 0:
-            self._set(min(self._target, max(self.carried_kbps, sent)))
-
-    def on_sent(self, size: int, now: float) -> None:
-        """A packet of `size` bytes went out: the target may grow."""
-        self._sent.append((now, size))
-        self._sent_bytes += size
+        if queued > QUEUE_PUSH_S and now >= self._no_growth_until:
+            self._push_back(QUEUE_BACKOFF * self._sent_kbps(now), now, drain=min(DRAIN_SHARE, queued / DRAIN_S))
+        self._confirm_drop(now)
         self._grow(now)
 
-    def _push_back(self, kbps: float, now: float) -> None:
-        self._pushed_back_kbps = kbps
+    def on_audio_sent(self, size: int, now: float) -> None:
+        """An audio packet went out: the link carries it too."""
+        self._audio.add(size + PACKET_HEADERS, now)
+        self._audio_packet = (now, (size + PACKET_HEADERS) * 8 / 1000 / AUDIO_PACKET_S)
+        self._update(now)
+
+    def on_sent(self, size: int, now: float) -> None:
+        """A video packet of `size` bytes went out."""
+        self._video.add(size, now)
+        silent = self._heard_at is not None and now - self._heard_at > SILENCE_S
+        if silent and now >= self._no_growth_until:
+            self._push_back(QUEUE_BACKOFF * self._budget, now)  # (again after each HOLD_S while it lasts)
+        self._update(now)
+
+    @property
+    def _strained(self) -> bool:
+        """Whether the receiver's latest report shows a queue or loss."""
+        return self._queued_s > QUEUE_HOLD_S or (self._loss or 0.0) > LOSS_HOLD
+
+    @property
+    def _pushing(self) -> bool:
+        """Whether it shows a queue over what a keyframe makes, or loss."""
+        return self._queued_s > QUEUE_PUSH_S or (self._loss or 0.0) > LOSS_HOLD
+
+    def _sent_kbps(self, now: float) -> float:
+        return self._video.kbps(now) + self._audio.kbps(now)
+
+    def _audio_kbps(self, now: float) -> float:
+        """The audio's rate: speech's full rate from its first packet on (the last second's mean would
+        reach it only a second later, while the video kept the audio's share)."""
+        at, kbps = self._audio_packet
+        return max(self._audio.kbps(now), kbps if now - at < 2 * AUDIO_PACKET_S else 0.0)
+
+    def _confirm_drop(self, now: float) -> None:
+        if self._unconfirmed_drop is not None and self._pushing:
+            self._push_back(self._unconfirmed_drop + self._audio_kbps(now), now)
+            self._unconfirmed_drop = None
+
+    def _push_back(self, budget: float, now: float, drain: float = 0.0) -> None:
+        """To `budget`, what the link carries, less `drain` of it while the queue the link holds drains."""
+        if self._estimate is not None:  # what reached the receiver, if less
+            budget = min(budget, self._estimate + self._audio_kbps(now))
+        self._pushed_back_kbps = min(self._budget, budget)
+        self._budget = self._pushed_back_kbps * (1 - drain)
         self._no_growth_until = now + HOLD_S
-        self._set(kbps)
+        self._update(now)
 
     def _grow(self, now: float) -> None:
-        if self._heard_at is not None and now - self._heard_at > SILENCE_S and now >= self._no_growth_until:
-            self._push_back(QUEUE_BACKOFF * self._target, now)  # (on every packet: again after each HOLD_S)
-        last, self._grown_at = self._grown_at, now
-        if self._first_sent_at is None:
-            self._first_sent_at = now
-        waiting = self._estimate is None and now - self._first_sent_at < FIRST_ESTIMATE_S
-        strained = self._queued_s > QUEUE_HOLD_S or (self._loss or 0.0) > LOSS_HOLD  # until a report says not
-        if last is None or waiting or strained or now < self._no_growth_until:
+        if self._strained or now < self._no_growth_until:
             return
         pushed_back = self._pushed_back_kbps
-        near = pushed_back is not None and self._target < NEAR_FACTOR * pushed_back
-        growth = START_GROWTH if pushed_back is None else NEAR_GROWTH if near else FAR_GROWTH
-        grown = self._target * growth ** (now - last)
-        cap = max(self._start, SENT_HEADROOM * self.sent_kbps(now))
-        if grown > self._target and self._target < cap:
-            self._set(min(grown, cap))
+        if pushed_back is None:
+            growth = START_GROWTH
+        elif self._budget < pushed_back:
+            growth = BACK_GROWTH
+        else:
+            growth = NEAR_GROWTH if self._budget < NEAR_FACTOR * pushed_back else FAR_GROWTH
+        cap = max(self._start, SENT_HEADROOM * self._sent_kbps(now))
+        if self._budget < cap:
+            self._budget = min(self._budget * growth, cap, self._max + self._audio_kbps(now))
+        self._update(now)
 
-    def _set(self, kbps: float) -> None:
-        self._target = min(self._max, max(self._min, kbps))
+    def _update(self, now: float) -> None:
+        self._budget = max(self._budget, self._min)
+        self._target = min(self._max, max(self._min, self._budget - self._audio_kbps(now)))
         self._step = self._step_for(self._target, self._step)
 
     def _step_for(self, kbps: float, current: int) -> int:
@@ -195,10 +245,6 @@ class RateController:
             if kbps * step >= self._full_rate * margin:
                 return step
         return MAX_FRAME_STEP
-
-    def _forget_sent(self, now: float) -> None:
-        while self._sent and self._sent[0][0] <= now - SENT_WINDOW_S:
-            self._sent_bytes -= self._sent.popleft()[1]
 
 
 def full_rate_kbps(min_bits_per_pixel: float, width: int, height: int) -> float:

@@ -186,6 +186,7 @@ class Session:
                 await self._sleep_through_silence(self._audio.next_silence)
                 continue
             await self._clock.sleep_until(self._clock.chunk_due(k))
+            self.link.audio_sent(packet.size)
             return packet
 
     async def _sleep_through_silence(self, until: int) -> None:

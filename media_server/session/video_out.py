@@ -67,8 +67,6 @@ class VideoOut:
             packet = av.Packet(rung.packets[position])
             packet.pts, packet.time_base, packet.is_keyframe = pts, VIDEO_TIME_BASE, rung.is_keyframe(position)
         else:
-            if self._shared_at is not None:
-                self._link.own_stream_starts()
             self._shared_at = None
             rate, keyframe = self._link.rate, self._link.keyframes.due(frame)
             packet = await self._renderer.render(
@@ -86,7 +84,7 @@ class VideoOut:
         if not rungs:
             return None
         playing = self._rung if self._shared_at == frame - 1 else None
-        best = choose_rung(rungs, self._link.rate.carried_kbps, playing)
+        best = choose_rung(rungs, self._link.rate.target_kbps, playing)
         if best is not None and best is playing:
             return best
         if best is not None and best.is_keyframe(best.position(frame)) and not self._own_keyframe:

@@ -174,6 +174,7 @@ async def test_idle_sessions_move_to_the_rung_their_link_carries_at_a_loop_keyfr
             if frame == 5:
                 link.estimate(2_000_000)  # the receiver's first: what reached it
             if frame == 10:
+                link.loss(0.05)  # a report that confirms the drop below
                 link.estimate(int(rungs[-1].kbps * 1000) + 5000)  # only the lowest rung fits
             if frame == 60:
                 link.estimate(100_000)  # under the least bitrate: the lowest rung still, every frame
