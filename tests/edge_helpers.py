@@ -77,6 +77,9 @@ def mouth_motion(avatar: LoadedAvatar, frames: list[ReceivedVideo]) -> np.ndarra
     return np.array([meter(round((f.pts - first_pts) / 3600), meter.crop(f.image)) for f in frames])
 
 
+IDLE_BEFORE_SPEECH = 25  # frames: the second before speech starts, when the link is known (see `watched_edge`)
+
+
 def motion_around_speech_start(avatar: LoadedAvatar, viewer: Viewer, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Mouth motion before the first utterance (idle) and over its first `frames` frames."""
     motion = mouth_motion(avatar, viewer.video_frames)
@@ -84,7 +87,8 @@ def motion_around_speech_start(avatar: LoadedAvatar, viewer: Viewer, frames: int
     # Session frame numbers, not list positions: a viewer decodes from its first keyframe on, and
     # frames the link passes over never arrive.
     numbers = np.array([viewer.frame_of(frame.pts) for frame in viewer.video_frames])
-    return motion[numbers < start - 1], motion[(numbers >= start) & (numbers < start + frames)]
+    idle = (numbers >= start - 1 - IDLE_BEFORE_SPEECH) & (numbers < start - 1)
+    return motion[idle], motion[(numbers >= start) & (numbers < start + frames)]
 
 
 class Watched(NamedTuple):
@@ -104,6 +108,14 @@ async def watched_edge(**sections: dict) -> AsyncIterator[Watched]:
         try:
             avatar = await edge.edge.load_avatar("default")
             await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
+            # A session starts low, as WebRTC does, and climbs the idle loop's rungs on its viewer's
+            # reports: the mouth is measured once the loopback link is known to carry the top one.
+            top = (await edge.edge.idle_loops.ready(avatar))[0].kbps
+            session = edge.edge.session(viewer.session_id)
+            rung = lambda: session.state()["stats"]["network"]["idle_rung_kbps"]  # noqa: E731
+            await wait_for(lambda: rung() == round(top), 20, "the idle loop's top rung")
+            on_top = len(viewer.video_frames)
+            await wait_for(lambda: len(viewer.video_frames) > on_top + IDLE_BEFORE_SPEECH, 20, "a second of it")
             yield Watched(edge, http, viewer, avatar)
         finally:
             await viewer.close()
