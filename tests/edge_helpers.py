@@ -100,6 +100,18 @@ class Watched(NamedTuple):
     avatar: LoadedAvatar
 
 
+async def link_known(edge: RunningEdge, viewer: Viewer, avatar: LoadedAvatar) -> int:
+    """Wait until the session plays the idle loop's top rung, and a second more of it; the number of frames
+    received by then. A session starts low, as WebRTC does, and climbs the rungs on its viewer's reports:
+    on the loopback, within a few seconds. Tests that measure the picture's quality wait for this."""
+    top = round((await edge.edge.idle_loops.ready(avatar))[0].kbps)
+    session = edge.edge.session(viewer.session_id)
+    await wait_for(lambda: session.state()["stats"]["network"]["idle_rung_kbps"] == top, 20, "the top rung")
+    on_top = len(viewer.video_frames)
+    await wait_for(lambda: len(viewer.video_frames) > on_top + IDLE_BEFORE_SPEECH, 20, "a second of the top rung")
+    return on_top
+
+
 @asynccontextmanager
 async def watched_edge(**sections: dict) -> AsyncIterator[Watched]:
     """A running edge watched by one viewer (hung up at the end; what it received stays to be analysed)."""
@@ -108,14 +120,7 @@ async def watched_edge(**sections: dict) -> AsyncIterator[Watched]:
         try:
             avatar = await edge.edge.load_avatar("default")
             await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
-            # A session starts low, as WebRTC does, and climbs the idle loop's rungs on its viewer's
-            # reports: the mouth is measured once the loopback link is known to carry the top one.
-            top = (await edge.edge.idle_loops.ready(avatar))[0].kbps
-            session = edge.edge.session(viewer.session_id)
-            rung = lambda: session.state()["stats"]["network"]["idle_rung_kbps"]  # noqa: E731
-            await wait_for(lambda: rung() == round(top), 20, "the idle loop's top rung")
-            on_top = len(viewer.video_frames)
-            await wait_for(lambda: len(viewer.video_frames) > on_top + IDLE_BEFORE_SPEECH, 20, "a second of it")
+            await link_known(edge, viewer, avatar)
             yield Watched(edge, http, viewer, avatar)
         finally:
             await viewer.close()

@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
-from edge_helpers import health_until, motion_around_speech_start, mouth_motion, running_edge, speak, wait_for
+from edge_helpers import (
+    health_until,
+    link_known,
+    motion_around_speech_start,
+    mouth_motion,
+    running_edge,
+    speak,
+    wait_for,
+)
 from inference_helpers import make_config
 
 from benchmarks.kit.speech import burst_envelope, encode, s16, voiced_bursts
@@ -34,6 +42,7 @@ async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
         try:
             assert viewer.video_codecs and all(c in ("video/H264", "video/rtx") for c in viewer.video_codecs)
             await wait_for(lambda: len(viewer.video_frames) >= 30, 20, "idle video")
+            known = await link_known(edge, viewer, avatar)
             seconds = 2.0
             accepted = await speak(http, edge.url, viewer, encode(voiced_bursts(seconds)))
             assert accepted["frames"] == seconds * FPS
@@ -51,7 +60,7 @@ async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
         motion = mouth_motion(avatar, frames)
         start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
         end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
-        idle_before, speaking, idle_after = motion[5 : start - 2], motion[start:end], motion[end + 3 :]
+        idle_before, speaking, idle_after = motion[known : start - 2], motion[start:end], motion[end + 3 :]
         assert idle_before.max() < 4 and idle_after.max() < 4, "the mouth moved in silence"
         assert np.percentile(speaking, 90) > 12, "speech did not move the mouth"
         # Voiced and silent bursts of 0.25 s: the lips follow them.
@@ -73,10 +82,15 @@ async def test_whep_session_interrupt_and_release() -> None:
         viewer = await connect_viewer(http, edge.url, whep=True)
         avatar = await edge.edge.load_avatar("default")
         await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "video over WHEP")
+        await link_known(edge, viewer, avatar)
         assert viewer.video_codecs[0] == "video/H264"
         await speak(http, edge.url, viewer, encode(voiced_bursts(8.0)))
-        await wait_for(lambda: edge.edge.sessions[viewer.session_id].speaking, 5, "speaking")
-        await asyncio.sleep(1.0)
+        session = edge.edge.sessions[viewer.session_id]
+        await wait_for(lambda: session.speaking, 5, "speaking")
+        # Speech's own encoder climbs from what the idle loop sent: the mouth is measured at the full bitrate.
+        full = edge.config.video.max_bitrate_kbps
+        await wait_for(lambda: session.link.rate.target_kbps >= full, 6, "the full bitrate")
+        await asyncio.sleep(0.5)
         loop = asyncio.get_running_loop()
         async with http.post(f"{edge.url}/sessions/{viewer.session_id}/interrupt", headers=viewer.auth()) as r:
             assert (await r.json())["dropped_utterances"] == 1
@@ -110,6 +124,7 @@ async def test_websocket_pcm_feed_drives_the_lips() -> None:
         avatar = await edge.edge.load_avatar("default")
         try:
             await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
+            await link_known(edge, viewer, avatar)
             rate = 24000  # a typical TTS rate: resampled by the edge
             pcm = s16(voiced_bursts(2.0, rate=rate)).tobytes()
             url = f"{edge.url}/sessions/{viewer.session_id}/stream?token={viewer.token}"
