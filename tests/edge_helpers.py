@@ -178,11 +178,11 @@ async def talk(http: aiohttp.ClientSession, edge: RunningEdge, seconds: float, t
     avatar = await edge.edge.load_avatar("default")
     try:
         await wait_for(lambda: len(viewer.video_frames) >= 30, timeout_s, "idle video")
+        await link_known(edge, viewer, avatar)
         await speak(http, edge.url, viewer, encode(voiced_bursts(seconds)))
         await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), timeout_s, "speech end")
     finally:
         await viewer.close()
-    motion = mouth_motion(avatar, viewer.video_frames)
     start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
     end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
-    return SpeechMotion(motion[5 : start - 2], motion[start:end])
+    return SpeechMotion(*motion_around_speech_start(avatar, viewer, frames=end - start))

@@ -1,40 +1,34 @@
 """The bitrate a session's video may use, from what its viewer reports back, and how many of its frames it sends.
 
-The controller keeps a budget for everything the session sends, audio included (speech adds about
-85 kbit/s, which on a slow link is a third of it); the video gets the budget less what the audio
-sent in the last second.
+The controller keeps one budget for everything the session sends: speech's audio (about 85 kbit/s
+with its headers, a third of a slow link) comes out of the video's share from its first packet.
 
-The link pushes back three ways, and the budget drops at once each time:
-- loss in the receiver's reports (as in Google's congestion control): over 10 % of the packets
-  lost cuts the budget by half that fraction;
-- the round trip in those reports, the sender's own look at the queue: one QUEUE_PUSH_S over the
-  shortest round trip seen takes the budget to 0.85 times what was sent in the last second, as a
-  receiver would (reports come about once a second and wait in the queue themselves, so waiting
-  for a second one let the queue overflow; a keyframe's passing queue, which may push back for
-  nothing, costs a second at 85 %), and for a while lower still, by the share of that which
-  drains the queue in DRAIN_S (reports come once a second, so the queue they see is a long one,
-  and it holds the next reports too);
-- silence: receivers report about once a second, and their reports wait in the same queue, so
-  none for SILENCE_S while the session sends is a full queue too (as in Google's congestion
-  control, which backs off when feedback stops).
-When the link pushes back, the receiver's estimate (REMB, from browsers and aiortc: what reached it)
-is believed if it is lower, and a fall of the estimate takes the budget down to it once a report
-confirms the strain (a queue over QUEUE_PUSH_S, or over 2 % lost): a receiver's delay-based estimate also dips when
-its own CPU stalls or a keyframe passes, and following those dips on a link with room blurred the
-picture for nothing. Its rises are not followed, nor is it a ceiling: a receiver raises it slowly
-from what reached it (aiortc by 8 % a second), and an idle session sends less than the link carries.
+It grows only on a receiver report that shows neither a queue (the round trip QUEUE_HOLD_S over
+the shortest seen) nor loss (over LOSS_HOLD), so each step is one the link has carried: reports
+come about once a second, and a sender that grows by the clock overshoots by what it sent in
+between. It starts at the start bitrate (300 kbit/s by default, as browsers do) and does not grow
+before the first report: on a slow link the packets sent before any feedback fill the queue, and
+the first round trips would measure that queue, not the link. Until the link first pushes back it
+grows by half a report (a probing start, as TCP's slow start grows per round trip); after, by 8 %
+a report back to where the link pushed back, 3 % over it (the link was full there), and 15 %
+beyond 1.5 times it (the link has recovered). Never for HOLD_S after a push-back, nor beyond 1.5
+times what was sent in the last second (or the start bitrate): an idle session climbs the loop's
+rungs as it grows, and speech's own encoder starts at no more than 1.5 times what the rung sent.
 
-The session starts at the start bitrate (300 kbit/s by default, as browsers do). The budget grows
-only on a receiver's report that shows neither a queue (QUEUE_HOLD_S) nor loss (LOSS_HOLD): each
-step is one the link has carried. On a slow link the packets sent before any feedback fill the
-queue that carries it, so a sender that grows by the clock overshoots by what it sent between
-reports. Until the link first pushes back the budget grows by half per report (a probing start, as
-TCP's slow start grows per round trip); after, it grows by 8 % a report back to where the link
-pushed back, by 3 % a report over it (the link was full there: it probes), and by 15 % beyond 1.5
-times it (the link has recovered); never for HOLD_S after a push-back,
-nor beyond 1.5 times what was sent in the last second (or the start bitrate). An idle session climbs
-the loop's rungs as the budget grows, and when speech starts its own encoder starts at the video's
-share of it: at most 1.5 times what the rung was sending.
+The link pushes back four ways, and the budget drops at once each time:
+- loss in a report (as in Google's congestion control): over 10 % lost cuts it by half that;
+- a report's round trip QUEUE_PUSH_S over the shortest: to 0.85 times what was sent in the last
+  second, as a receiver would, and for a while lower still, by the share that drains that queue
+  in DRAIN_S. One report is enough: they wait in the queue themselves, and waiting for a second
+  let it overflow; a keyframe's passing queue that pushes back for nothing costs a second at 85 %;
+- silence: none for SILENCE_S while the session sends is a full queue holding the reports back
+  (as in Google's congestion control, which backs off when feedback stops);
+- the receiver's estimate (REMB, from browsers and aiortc: what reached it) falling, once a report
+  confirms the strain (a queue over QUEUE_PUSH_S, or loss over LOSS_HOLD): a delay-based estimate
+  also dips when the receiver's CPU stalls or a keyframe passes, and following those dips on a link
+  with room blurred the picture for nothing. Whenever the link pushes back, a lower estimate is
+  believed. Its rises are not followed, nor is it a ceiling: a receiver raises it slowly from what
+  reached it (aiortc by 8 % a second), and an idle session sends less than the link carries.
 
 Below the bitrate at which a frame still gets `min_bits_per_pixel`, the session sends every 2nd
 frame, then every 3rd, each with the bits of two or three: pictures stay readable where 25 of them
