@@ -11,7 +11,7 @@ before the first report: on a slow link the packets sent before any feedback fil
 the first round trips would measure that queue, not the link. Until the link first pushes back it
 grows by half a report (a probing start, as TCP's slow start grows per round trip); after, by 8 %
 a report back to where the link pushed back, 3 % over it (the link was full there), and 15 %
-beyond 1.5 times it (the link has recovered). Never for HOLD_S after a push-back, nor beyond 1.5
+beyond twice it (the link has recovered). Never for HOLD_S after a push-back, nor beyond 1.5
 times what was sent in the last second (or the start bitrate): an idle session climbs the loop's
 rungs as it grows, and speech's own encoder starts at no more than 1.5 times what the rung sent.
 
@@ -20,7 +20,8 @@ The link pushes back four ways, and the budget drops at once each time:
 - a report's round trip QUEUE_PUSH_S over the shortest: to 0.85 times what was sent in the last
   second, as a receiver would, and for a while lower still, by the share that drains that queue
   in DRAIN_S. One report is enough: they wait in the queue themselves, and waiting for a second
-  let it overflow; a keyframe's passing queue that pushes back for nothing costs a second at 85 %;
+  let it overflow; a keyframe's passing queue that pushes back for nothing costs a second at 85 %.
+  A queue shorter than at the report before is draining: it holds the budget, and no more;
 - silence: none for SILENCE_S while the session sends is a full queue holding the reports back
   (as in Google's congestion control, which backs off when feedback stops);
 - the receiver's estimate (REMB, from browsers and aiortc: what reached it) falling, once a report
@@ -44,7 +45,7 @@ from lipstream.timebase import VIDEO_FPS
 HOLD_S = 1.0  # no growth this long after the link pushed back
 START_GROWTH = 1.5  # per report, until the link first pushes back
 BACK_GROWTH = 1.08  # per report, under the budget the link last pushed back to
-NEAR_FACTOR = 1.5  # "near" it: under this many times it
+NEAR_FACTOR = 2.0  # "near" it: under this many times it
 NEAR_GROWTH = 1.03  # per report
 FAR_GROWTH = 1.15  # per report
 SENT_HEADROOM = 1.5  # the budget stays under this many times what was sent in the last second
@@ -159,8 +160,10 @@ class RateController:
         self._heard_at = now
         self._rtt = seconds
         self._base_rtt = min(self._base_rtt, seconds)
-        queued = self._queued_s = seconds - self._base_rtt
-        if queued > QUEUE_PUSH_S and now >= self._no_growth_until:
+        previous, queued = self._queued_s, seconds - self._base_rtt
+        self._queued_s = queued
+        draining = queued < previous  # since the last report: what was pushed back to is under the link
+        if queued > QUEUE_PUSH_S and not draining and now >= self._no_growth_until:
             self._push_back(QUEUE_BACKOFF * self._sent_kbps(now), now, drain=min(DRAIN_SHARE, queued / DRAIN_S))
         self._confirm_drop(now)
         self._grow(now)

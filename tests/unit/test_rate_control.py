@@ -149,6 +149,21 @@ def test_a_queue_in_one_report_pushes_back_below_what_was_sent_by_what_drains_it
     assert controller.rtt_s == pytest.approx(BASE_RTT + 0.4)
 
 
+def test_a_queue_that_drains_holds_the_budget_and_one_that_grows_again_pushes_back_again() -> None:
+    sender = climbed()
+    controller = sender.controller
+    controller.on_rtt(BASE_RTT + 0.4, sender.now)
+    pushed = controller.target_kbps
+    sender.run(HOLD_S + 0.1)
+    sender.reports = False
+    controller.on_rtt(BASE_RTT + 0.3, sender.now)  # shorter: draining
+    sender.run(1)
+    assert controller.target_kbps == pushed, "no second push-back, and no growth"
+    sent = controller.sent_kbps(sender.now)
+    controller.on_rtt(BASE_RTT + 0.35, sender.now)  # longer again: what it sends is still too much
+    assert controller.target_kbps == pytest.approx(QUEUE_BACKOFF * sent * (1 - 0.35 / 2), rel=0.01)
+
+
 def test_the_audio_takes_its_share_of_the_budget_from_its_first_packet() -> None:
     sender = climbed()
     controller = sender.controller
