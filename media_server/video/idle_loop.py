@@ -65,7 +65,7 @@ def keyframe_every(config: VideoConfig) -> int:
 
 def choose_rung(rungs: IdleRungs, target_kbps: float, playing: IdleLoop | None) -> IdleLoop | None:
     """The best rung within the target bitrate, but no more than one above the rung playing: each step up
-    is one the link shows it carries before the next (the target grows by half a report, the rungs by
+    is one the link shows it carries before the next (the target may double on a report, the rungs by
     about 1.4 times). The rung playing stays while it is within STAY_MARGIN of the target, so an
     estimate that wobbles around a rung does not flip between two. None: even the lowest is too much."""
     lowest_allowed = 0 if playing is None else max(0, rungs.index(playing) - 1)

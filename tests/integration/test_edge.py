@@ -14,6 +14,7 @@ import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 from edge_helpers import (
+    IDLE_BEFORE_SPEECH,
     health_until,
     link_known,
     motion_around_speech_start,
@@ -42,7 +43,7 @@ async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
         try:
             assert viewer.video_codecs and all(c in ("video/H264", "video/rtx") for c in viewer.video_codecs)
             await wait_for(lambda: len(viewer.video_frames) >= 30, 20, "idle video")
-            known = await link_known(edge, viewer, avatar)
+            await link_known(edge, viewer, avatar)
             seconds = 2.0
             accepted = await speak(http, edge.url, viewer, encode(voiced_bursts(seconds)))
             assert accepted["frames"] == seconds * FPS
@@ -60,7 +61,11 @@ async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
         motion = mouth_motion(avatar, frames)
         start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
         end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
-        idle_before, speaking, idle_after = motion[known : start - 2], motion[start:end], motion[end + 3 :]
+        idle_before, speaking, idle_after = (
+            motion[start - 2 - IDLE_BEFORE_SPEECH : start - 2],
+            motion[start:end],
+            motion[end + 3 :],
+        )
         assert idle_before.max() < 4 and idle_after.max() < 4, "the mouth moved in silence"
         assert np.percentile(speaking, 90) > 12, "speech did not move the mouth"
         # Voiced and silent bursts of 0.25 s: the lips follow them.
@@ -89,8 +94,7 @@ async def test_whep_session_interrupt_and_release() -> None:
         await wait_for(lambda: session.speaking, 5, "speaking")
         # Speech's own encoder climbs from what the idle loop sent: the mouth is measured at the full bitrate.
         full = edge.config.video.max_bitrate_kbps
-        await wait_for(lambda: session.link.rate.target_kbps >= full, 6, "the full bitrate")
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: session.link.snapshot()["sent_kbps"] >= 0.9 * full, 8, "the full bitrate")
         loop = asyncio.get_running_loop()
         async with http.post(f"{edge.url}/sessions/{viewer.session_id}/interrupt", headers=viewer.auth()) as r:
             assert (await r.json())["dropped_utterances"] == 1

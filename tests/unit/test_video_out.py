@@ -25,7 +25,7 @@ from media_server.session.renderer import Renderer
 from media_server.session.stats import SessionStats
 from media_server.session.video_out import VideoOut
 from media_server.speech.timeline import SILENT_CHUNK
-from media_server.video.idle_loop import IdleLoops
+from media_server.video.idle_loop import IdleLoop, IdleLoops, choose_rung
 
 CONFIG = VideoConfig(start_bitrate_kbps=1500)  # a link with room from the start (the edge starts lower)
 KEYFRAME_EVERY = 25  # shared_keyframe_interval_s 1 s at 25 fps
@@ -201,6 +201,16 @@ async def test_idle_sessions_move_to_the_rung_their_link_carries_at_a_loop_keyfr
         else:
             expected = avatar.frames[idle[frame % len(idle)]]
             assert np.abs(picture.astype(np.int16) - expected).mean() < 10, frame
+
+
+def test_an_idle_session_climbs_the_rungs_one_at_a_time_and_falls_as_far_as_it_must() -> None:
+    top, middle, low = (IdleLoop((b"",), 1, kbps) for kbps in (437, 306, 219))
+    rungs = (top, middle, low)
+    assert choose_rung(rungs, 300, None) is low, "joining: the best within the target"
+    assert choose_rung(rungs, 1500, low) is middle, "one rung up, whatever the target allows"
+    assert choose_rung(rungs, 1500, middle) is top
+    assert choose_rung(rungs, 200, top) is None, "down: as far as the target says"
+    assert choose_rung(rungs, 290, middle) is middle, "within STAY_MARGIN of it: the rung playing stays"
 
 
 def test_silence_is_shared_and_sparse_and_speech_gets_an_encoder_that_fades_out() -> None:
