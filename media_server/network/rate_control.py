@@ -107,7 +107,6 @@ class RateController:
         self._pushed_back_kbps: float | None = None  # the budget the link last pushed back to
         self._no_growth_until = float("-inf")
         self._heard_at: float | None = None  # the receiver's latest feedback
-        self.reports = 0  # receiver reports with a round trip: the link's verdicts so far
         self._video = LastSecond()
         self._audio = LastSecond()  # with the packets' headers
         self._audio_packet: tuple[float, float] = (float("-inf"), 0.0)  # the latest audio packet: time, its rate
@@ -160,7 +159,6 @@ class RateController:
     def on_rtt(self, seconds: float, now: float) -> None:
         """The round trip the receiver's latest report gives, after its loss: the report's verdict."""
         self._heard_at = now
-        self.reports += 1
         self._rtt = seconds
         self._base_rtt = min(self._base_rtt, seconds)
         previous, queued = self._queued_s, seconds - self._base_rtt

@@ -40,7 +40,6 @@ class VideoOut:
         self._rung: IdleLoop | None = None  # the rung of the shared loop the last frame came from
         self._shared_at: int | None = None  # the session frame last sent from the shared loop
         self._own_keyframe = False  # the last frame sent was the session's own keyframe
-        self._climbed_at = -1  # the receiver report after which the session last climbed a rung
 
     @property
     def source(self) -> str:
@@ -85,12 +84,9 @@ class VideoOut:
         if not rungs:
             return None
         playing = self._rung if self._shared_at == frame - 1 else None
-        reports = self._link.rate.reports
-        best = choose_rung(rungs, self._link.rate.target_kbps, playing, may_climb=reports > self._climbed_at)
+        best = choose_rung(rungs, self._link.rate.target_kbps, playing)
         if best is not None and best is playing:
             return best
         if best is not None and best.is_keyframe(best.position(frame)) and not self._own_keyframe:
-            if playing is not None and rungs.index(best) < rungs.index(playing):
-                self._climbed_at = reports
             return best  # join, or change rungs, at a loop keyframe
         return playing  # another rung, or the own encoder, from the loop's next keyframe on

@@ -63,15 +63,13 @@ def keyframe_every(config: VideoConfig) -> int:
     return max(1, int(config.shared_keyframe_interval_s * VIDEO_FPS))
 
 
-def choose_rung(
-    rungs: IdleRungs, target_kbps: float, playing: IdleLoop | None, may_climb: bool = True
-) -> IdleLoop | None:
-    """The best rung within the target bitrate, but above the rung playing only when `may_climb`, and then
-    by one: the session climbs a rung per receiver report, so each step up is one the link has shown it
-    carries before the next. The rung playing stays while it is within STAY_MARGIN of the target, so an
+def choose_rung(rungs: IdleRungs, target_kbps: float, playing: IdleLoop | None) -> IdleLoop | None:
+    """The best rung within the target bitrate, but no more than one above the rung playing: each step up
+    is one the link shows it carries before the next (the target may double on a report, the rungs by
+    about 1.4 times). The rung playing stays while it is within STAY_MARGIN of the target, so an
     estimate that wobbles around a rung does not flip between two. None: even the lowest is too much."""
-    highest = 0 if playing is None else max(0, rungs.index(playing) - (1 if may_climb else 0))
-    for rung in rungs[highest:]:
+    lowest_allowed = 0 if playing is None else max(0, rungs.index(playing) - 1)
+    for rung in rungs[lowest_allowed:]:
         if rung.kbps <= target_kbps * (STAY_MARGIN if rung is playing else 1.0):
             return rung
     return None
