@@ -9,12 +9,14 @@ come about once a second, and a sender that grows by the clock overshoots by wha
 between. It starts at the start bitrate (300 kbit/s by default, as browsers do) and does not grow
 before the first report: on a slow link the packets sent before any feedback fill the queue, and
 the first round trips would measure that queue, not the link. Until the link first pushes back it
-doubles per report (a probing start, as TCP's slow start doubles per round trip); after, by 8 %
+grows by half a report (a probing start, as TCP's slow start grows per round trip); after, by 8 %
 a report back to where the link pushed back, 3 % over it (the link was full there), and 15 %
-beyond twice it (the link has recovered). Never for HOLD_S after a push-back, nor beyond twice
-what was sent in the last second (or the start bitrate): an idle session climbs the loop's rungs
-as it grows (one at a time), and speech's own encoder starts at no more than twice what the rung
-sent, on a good link at the max a report later.
+beyond twice it (the link has recovered). Never for HOLD_S after a push-back, nor beyond 1.5
+times what was sent in the last second (or the start bitrate): an idle session climbs the loop's
+rungs as it grows, and speech's own encoder starts at no more than 1.5 times what
+the rung sent, and on a good link reaches the max three reports later. (Doubling per report, as
+slow start does, reached it a report later but overflowed 600 and 300 kbit/s links in the network
+bench at speech's start, whose reports then waited in the full queue.)
 
 The link pushes back four ways, and the budget drops at once each time:
 - loss in a report (as in Google's congestion control): over 10 % lost cuts it by half that;
@@ -44,12 +46,12 @@ from collections import deque
 from lipstream.timebase import VIDEO_FPS
 
 HOLD_S = 1.0  # no growth this long after the link pushed back
-START_GROWTH = 2.0  # per report, until the link first pushes back
+START_GROWTH = 1.5  # per report, until the link first pushes back
 BACK_GROWTH = 1.08  # per report, under the budget the link last pushed back to
 NEAR_FACTOR = 2.0  # "near" it: under this many times it
 NEAR_GROWTH = 1.03  # per report
 FAR_GROWTH = 1.15  # per report
-SENT_HEADROOM = 2.0  # the budget stays under this many times what was sent in the last second
+SENT_HEADROOM = 1.5  # the budget stays under this many times what was sent in the last second
 SENT_WINDOW_S = 1.0
 ESTIMATE_DROP = 0.97  # an estimate under this share of the last one is a decrease (Chrome re-sends at 3 %)
 SILENCE_S = 2.5  # no feedback for this long while sending: the queue holds it back (receivers report each second)

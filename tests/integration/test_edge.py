@@ -44,7 +44,7 @@ async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
             assert viewer.video_codecs and all(c in ("video/H264", "video/rtx") for c in viewer.video_codecs)
             await wait_for(lambda: len(viewer.video_frames) >= 30, 20, "idle video")
             await link_known(edge, viewer, avatar)
-            seconds = 2.0
+            seconds = 4.0  # speech's own encoder reaches the full bitrate about 3 s in: the frames after are measured
             accepted = await speak(http, edge.url, viewer, encode(voiced_bursts(seconds)))
             assert accepted["frames"] == seconds * FPS
             await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), 15, "speech end")
