@@ -37,7 +37,7 @@ import numpy as np
 from aiortc.codecs.h264 import H264Encoder as StockH264Encoder
 
 from benchmarks.kit.speech import syllables
-from lipstream.timebase import PTS_PER_FRAME, SPEECH_SAMPLES_PER_FRAME, VIDEO_TIME_BASE
+from lipstream.timebase import PTS_PER_FRAME, SPEECH_SAMPLES_PER_FRAME, VIDEO_FPS, VIDEO_TIME_BASE
 from media_server.avatars.bundled import ensure_bundled_avatar
 from media_server.avatars.catalogue import BUNDLED_AVATAR, AvatarCatalogue, AvatarNotFound
 from media_server.avatars.format import AvatarAssets, AvatarError, AvatarManifest
@@ -116,12 +116,16 @@ def resized_avatar(avatar: LoadedAvatar, width: int, height: int) -> LoadedAvata
 
 
 def lipstream_path(avatar: LoadedAvatar) -> EdgePath:
-    encoder = H264Encoder(avatar.width, avatar.height, VideoConfig())
+    config = VideoConfig()
+    encoder = H264Encoder(avatar.width, avatar.height, config)
     packetiser = StockH264Encoder()
     frames = iter(range(1 << 62))
+    keyint = round(config.keyframe_interval_s * VIDEO_FPS)
 
     def encode(_: int, frame: av.VideoFrame) -> list[bytes]:
-        return packetiser.pack(encoder.encode_frame(frame, next(frames) * PTS_PER_FRAME))[0]
+        n = next(frames)
+        packet = encoder.encode_frame(frame, n * PTS_PER_FRAME, config.max_bitrate_kbps, n % keyint == 0)
+        return packetiser.pack(packet)[0]
 
     return EdgePath(
         "lipstream",

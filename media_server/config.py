@@ -143,7 +143,32 @@ class AvatarsConfig(StrictModel):
 
 
 class VideoConfig(StrictModel):
-    bitrate_kbps: int = Field(1500, ge=100, le=50_000)
+    """A session's video: its encoder follows the viewer's link between the bitrate bounds."""
+
+    max_bitrate_kbps: int = Field(1500, ge=50, le=50_000, description="what a session sends on a link with room")
+    min_bitrate_kbps: int = Field(100, ge=30, le=50_000, description="the least, however little the link carries")
+    start_bitrate_kbps: int = Field(
+        300,
+        ge=30,
+        le=50_000,
+        description="until the viewer's first report; the target then climbs from here as its feedback allows",
+    )
+    min_bits_per_pixel: float = Field(
+        0.03,
+        ge=0,
+        le=1,
+        description="a frame gets at least this many bits a pixel: below, every 2nd frame is sent, then every 3rd",
+    )
+    min_keyframe_interval_ms: int = Field(
+        500, ge=0, le=10_000, description="keyframe requests (PLI/FIR) of one viewer are answered at most this often"
+    )
+    retransmit_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="packets a viewer NACKs are sent again within this share of the target bitrate (each at most "
+        "once per 250 ms)",
+    )
     keyframe_interval_s: float = Field(2.0, gt=0, le=2.0)
     shared_keyframe_interval_s: float = Field(
         1.0, ge=0.04, le=1.0, description="keyframes of the idle loop idle sessions share: the longest wait to join it"
@@ -151,6 +176,28 @@ class VideoConfig(StrictModel):
     preset: str = "ultrafast"
     idle_preset: str = Field("medium", description="x264 preset of the idle loop, encoded once per avatar and worker")
     idle_crf: int = Field(26, ge=0, le=51, description="the idle loop's constant quality (lower: better, more bits)")
+    idle_rungs_kbps: list[int] = Field(
+        default_factory=lambda: [350, 250, 150],
+        max_length=4,
+        description="bitrates of the idle loop's lower rungs, for idle viewers whose link carries less",
+    )
+
+    @model_validator(mode="after")
+    def _bitrates_are_ordered(self) -> VideoConfig:
+        if not self.min_bitrate_kbps <= self.start_bitrate_kbps <= self.max_bitrate_kbps:
+            raise ValueError(
+                f"video.start_bitrate_kbps ({self.start_bitrate_kbps}) must lie between video.min_bitrate_kbps "
+                f"({self.min_bitrate_kbps}) and video.max_bitrate_kbps ({self.max_bitrate_kbps})"
+            )
+        rungs = self.idle_rungs_kbps
+        if rungs != sorted(set(rungs), reverse=True) or any(
+            not self.min_bitrate_kbps <= r < self.max_bitrate_kbps for r in rungs
+        ):
+            raise ValueError(
+                f"video.idle_rungs_kbps ({rungs}) must fall, each at least video.min_bitrate_kbps and under "
+                "video.max_bitrate_kbps"
+            )
+        return self
 
 
 class SessionConfig(StrictModel):

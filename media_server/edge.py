@@ -267,6 +267,7 @@ class Edge:
         for session_id in list(self.sessions):
             self._start_closing(session_id)
         await asyncio.gather(*self._closing, return_exceptions=True)
+        await self.idle_loops.close()
         await self.reclaimer.flush()
         await self.inference.close()
         await self.tts.close()

@@ -77,6 +77,9 @@ def mouth_motion(avatar: LoadedAvatar, frames: list[ReceivedVideo]) -> np.ndarra
     return np.array([meter(round((f.pts - first_pts) / 3600), meter.crop(f.image)) for f in frames])
 
 
+IDLE_BEFORE_SPEECH = 25  # frames: the second before speech starts, when the link is known (see `watched_edge`)
+
+
 def motion_around_speech_start(avatar: LoadedAvatar, viewer: Viewer, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """Mouth motion before the first utterance (idle) and over its first `frames` frames."""
     motion = mouth_motion(avatar, viewer.video_frames)
@@ -84,7 +87,8 @@ def motion_around_speech_start(avatar: LoadedAvatar, viewer: Viewer, frames: int
     # Session frame numbers, not list positions: a viewer decodes from its first keyframe on, and
     # frames the link passes over never arrive.
     numbers = np.array([viewer.frame_of(frame.pts) for frame in viewer.video_frames])
-    return motion[numbers < start - 1], motion[(numbers >= start) & (numbers < start + frames)]
+    idle = (numbers >= start - 1 - IDLE_BEFORE_SPEECH) & (numbers < start - 1)
+    return motion[idle], motion[(numbers >= start) & (numbers < start + frames)]
 
 
 class Watched(NamedTuple):
@@ -96,6 +100,18 @@ class Watched(NamedTuple):
     avatar: LoadedAvatar
 
 
+async def link_known(edge: RunningEdge, viewer: Viewer, avatar: LoadedAvatar) -> int:
+    """Wait until the session plays the idle loop's top rung, and a second more of it; the number of frames
+    received by then. A session starts low, as WebRTC does, and climbs the rungs on its viewer's reports:
+    on the loopback, within a few seconds. Tests that measure the picture's quality wait for this."""
+    top = round((await edge.edge.idle_loops.ready(avatar))[0].kbps)
+    session = edge.edge.session(viewer.session_id)
+    await wait_for(lambda: session.state()["stats"]["network"]["idle_rung_kbps"] == top, 20, "the top rung")
+    on_top = len(viewer.video_frames)
+    await wait_for(lambda: len(viewer.video_frames) > on_top + IDLE_BEFORE_SPEECH, 20, "a second of the top rung")
+    return on_top
+
+
 @asynccontextmanager
 async def watched_edge(**sections: dict) -> AsyncIterator[Watched]:
     """A running edge watched by one viewer (hung up at the end; what it received stays to be analysed)."""
@@ -104,6 +120,7 @@ async def watched_edge(**sections: dict) -> AsyncIterator[Watched]:
         try:
             avatar = await edge.edge.load_avatar("default")
             await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
+            await link_known(edge, viewer, avatar)
             yield Watched(edge, http, viewer, avatar)
         finally:
             await viewer.close()
@@ -161,11 +178,11 @@ async def talk(http: aiohttp.ClientSession, edge: RunningEdge, seconds: float, t
     avatar = await edge.edge.load_avatar("default")
     try:
         await wait_for(lambda: len(viewer.video_frames) >= 30, timeout_s, "idle video")
+        await link_known(edge, viewer, avatar)
         await speak(http, edge.url, viewer, encode(voiced_bursts(seconds)))
         await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), timeout_s, "speech end")
     finally:
         await viewer.close()
-    motion = mouth_motion(avatar, viewer.video_frames)
     start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
     end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
-    return SpeechMotion(motion[5 : start - 2], motion[start:end])
+    return SpeechMotion(*motion_around_speech_start(avatar, viewer, frames=end - start))

@@ -103,6 +103,12 @@ export class Overlay {
     this.set('server_late_frames', stats.late_frames, 0);
     this.set('server_skipped_frames', stats.skipped_frames, 0);
     this.set('server_queued_s', message.queued_seconds, 1);
+    // The viewer's link: what the session's video aims at, what the browser estimates it can take.
+    const network = stats.network ?? {};
+    this.set('server_target_kbps', network.target_kbps, 0);
+    this.set('server_estimate_kbps', network.estimate_kbps, 0);
+    this.set('server_keyframes_sent', network.keyframes_sent, 0);
+    this.set('server_keyframe_requests', network.keyframe_requests, 0);
   }
 
   showSpeechLatency({ requestMs, leadMs, queuedMs }, playerMs) {

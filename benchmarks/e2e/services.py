@@ -61,8 +61,9 @@ class Services:
         self._children[name] = child
         return child
 
-    async def start(self, http: aiohttp.ClientSession) -> None:
-        inference_port, edge_port = free_port(), free_port()
+    async def start(self, http: aiohttp.ClientSession, edge_env: dict[str, str] | None = None) -> None:
+        """The inference service, then the edge (`url`), with `edge_env` on top of the bench's environment."""
+        inference_port = free_port()
         self.inference_target = f"127.0.0.1:{inference_port}"
         self._spawn(
             "inference",
@@ -73,15 +74,21 @@ class Services:
             },
         )
         await self._until_started("inference", wait_until_serving(self.inference_target, INFERENCE_START_TIMEOUT_S))
+        self.url = await self.add_edge(http, "edge", edge_env or {})
+
+    async def add_edge(self, http: aiohttp.ClientSession, name: str, edge_env: dict[str, str]) -> str:
+        """Another edge process over the same inference service (a bench comparing two configurations); its URL."""
+        edge_port = free_port()
         arguments = ["edge", "--port", str(edge_port), "--inference", self.inference_target]
-        env = {"LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS": str(self.max_sessions), **ONE_CLIENT_ADDRESS}
+        env = {"LIPSTREAM_EDGE_SESSIONS__MAX_SESSIONS": str(self.max_sessions), **ONE_CLIENT_ADDRESS, **edge_env}
         if self.workers > 1:  # a checkout from before workers existed knows no such flag
             arguments += ["--workers", str(self.workers)]
         if self.edge_source is not None:  # `python -m` looks in its working directory first
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.edge_source), os.environ.get("PYTHONPATH")]))
-        edge = self._spawn("edge", arguments, env, cwd=self.edge_source)
-        self.url = f"http://127.0.0.1:{edge_port}"
-        await self._until_started("edge", self._edge_healthy(http, edge))
+        edge = self._spawn(name, arguments, env, cwd=self.edge_source)
+        url = f"http://127.0.0.1:{edge_port}"
+        await self._until_started(name, self._edge_healthy(http, edge, url))
+        return url
 
     async def _until_started(self, name: str, ready: Awaitable[None]) -> None:
         try:
@@ -89,20 +96,20 @@ class Services:
         except (TimeoutError, grpc.aio.AioRpcError) as exc:
             raise BenchError(f"the {name} service did not start: {exc}") from exc
 
-    async def _edge_healthy(self, http: aiohttp.ClientSession, edge: subprocess.Popen) -> None:
+    async def _edge_healthy(self, http: aiohttp.ClientSession, edge: subprocess.Popen, url: str) -> None:
         """GET /health until it says ok; the child has no other way to say it listens."""
         deadline = time.monotonic() + EDGE_START_TIMEOUT_S
         while time.monotonic() < deadline:
             if edge.poll() is not None:
                 raise BenchError(f"the edge exited with code {edge.returncode} during start-up")
             try:
-                async with http.get(f"{self.url}/health") as response:
+                async with http.get(f"{url}/health") as response:
                     if response.status == 200 and (await response.json())["status"] == "ok":
                         return
             except aiohttp.ClientConnectionError:
                 pass
             await asyncio.sleep(0.1)
-        raise TimeoutError(f"no healthy edge at {self.url} within {EDGE_START_TIMEOUT_S:g} s")
+        raise TimeoutError(f"no healthy edge at {url} within {EDGE_START_TIMEOUT_S:g} s")
 
     def pid(self, name: str) -> int:
         return self._children[name].pid

@@ -79,13 +79,14 @@ class RtpTap:
     reports: list[SenderReport] = field(default_factory=list)
     origin: int = 0
     newest: int = -1  # ticks from the origin to the newest packet
+    ssrc: int | None = None  # the sender's stream (a viewer's RTCP feedback names it)
 
     def attach(self, receiver: RTCRtpReceiver, loop: asyncio.AbstractEventLoop) -> None:
         on_rtp, on_rtcp = receiver._handle_rtp_packet, receiver._handle_rtcp_packet
 
         async def rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
             if not self.packet_arrival:
-                self.origin = packet.timestamp
+                self.origin, self.ssrc = packet.timestamp, packet.ssrc
             self.packet_arrival[packet.timestamp] = loop.time()
             self.newest = max(self.newest, (packet.timestamp - self.origin) % RTP_WRAP)
             if self.keep_payloads:

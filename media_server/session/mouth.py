@@ -82,9 +82,12 @@ class MouthPipeline:
     def _deadline(self, frame: int) -> float:
         return self._clock.frame_due(frame) - RENDER_MARGIN_S
 
-    def submit_ahead(self, n: int) -> None:
-        """Request every planned, ready frame from `n` to `n + pipeline_frames` not yet requested."""
+    def submit_ahead(self, n: int, step: int = 1) -> None:
+        """Request every planned, ready frame from `n` to `n + pipeline_frames` not yet requested (only every
+        `step`-th one: the others will not be sent)."""
         for frame in range(n, n + self._pipeline_frames + 1):
+            if frame % step:
+                continue
             planned = self._timeline.plan(frame)
             if planned is None:
                 continue

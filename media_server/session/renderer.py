@@ -1,7 +1,8 @@
 """A session's own frames: composited and H.264-encoded on the session's own thread, never on the event loop.
 
 The encoder exists only while the session needs its own frames (`video_out`): released when the
-session goes back to the shared idle loop, a fresh one starts with a keyframe.
+session goes back to the shared idle loop, a fresh one starts with a keyframe. Each frame comes with
+the bitrate the viewer's link allows and whether it must be a keyframe.
 """
 
 from __future__ import annotations
@@ -34,21 +35,23 @@ class Renderer:
         """Whether the session holds an encoder (it does while it sends its own frames)."""
         return self._encoder is not None
 
-    def request_keyframe(self) -> None:
-        encoder = self._encoder
-        if encoder is not None:  # a fresh encoder starts with one anyway
-            encoder.request_keyframe()
-
     def release_encoder(self) -> None:
         """Only between frames: the next frame rendered starts a fresh encoder, with a keyframe."""
         self._encoder = None
 
-    async def render(self, background: int, mouth: bytes | None, pts: int) -> av.Packet:
-        """Avatar frame `background`, with `mouth` composited in when given, as one H.264 packet."""
+    async def render(
+        self, background: int, mouth: bytes | None, pts: int, kbps: float, keyframe: bool, frame_step: int = 1
+    ) -> av.Packet:
+        """Avatar frame `background`, with `mouth` composited in when given, as one H.264 packet at `kbps`
+        (given every `frame_step`-th frame)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self._render, background, mouth, pts)
+        return await loop.run_in_executor(
+            self._worker, self._render, background, mouth, pts, kbps, keyframe, frame_step
+        )
 
-    def _render(self, background: int, mouth: bytes | None, pts: int) -> av.Packet:
+    def _render(
+        self, background: int, mouth: bytes | None, pts: int, kbps: float, keyframe: bool, frame_step: int
+    ) -> av.Packet:
         started = time.perf_counter()
         if mouth is None:
             frame = self._avatar.frames[background]
@@ -59,7 +62,7 @@ class Renderer:
         if encoder is None:
             encoder = self._encoder = H264Encoder(self._avatar.width, self._avatar.height, self._video)
         encode_started = time.perf_counter()
-        packet = encoder.encode(frame, pts)
+        packet = encoder.encode(frame, pts, kbps, keyframe, frame_step)
         self._stats.record("encode", (time.perf_counter() - encode_started) * 1000)
         return packet
 

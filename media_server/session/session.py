@@ -6,7 +6,9 @@ frame is requested ahead of its deadline (`mouth`); a result that misses the dea
 is replaced by the idle frame and counted late, so the stream never stalls or bursts.
 Both tracks hand aiortc finished packets: while the session is idle they are the
 avatar's shared idle loop (`video_out`) and shared silence (`audio_out`), so an idle
-session encodes nothing.
+session encodes nothing. The viewer's link (`link`, fed by its RTCP feedback) sets the
+video's bitrate and, on a link too slow for every frame, which frames are sent: the others
+are passed over on the same clock, so audio never waits and the lips stay on time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from media_server.avatars.store import LoadedAvatar
 from media_server.config import SessionConfig, VideoConfig
 from media_server.load import LoadMeter
 from media_server.metrics import EdgeMetrics
+from media_server.network.link import ViewerLink
 from media_server.session import saying
 from media_server.session.audio_out import AudioOut
 from media_server.session.clock import AvClock
@@ -110,8 +113,9 @@ class Session:
         self._mouth = MouthPipeline(
             avatar, model.id, stream, self._timeline, self._clock, self.stats, config.pipeline_frames
         )
+        self.link = ViewerLink(services.video, avatar.width, avatar.height)
         self._renderer = Renderer(avatar, services.video, self.stats, f"session-{session_id[:8]}")
-        self._video = VideoOut(avatar, self._renderer, services.idle_loops, self.stats)
+        self._video = VideoOut(avatar, self._renderer, services.idle_loops, self.link, self.stats)
         self._audio = AudioOut()
         self._speech = SpeechInput(
             self._timeline,
@@ -133,21 +137,12 @@ class Session:
     def queued_seconds(self) -> float:
         return self._timeline.queued_seconds()
 
-    def request_keyframe(self) -> None:
-        """From the viewer's PLI/FIR."""
-        self._video.request_keyframe()
-
     # -- the tracks pull from here --------------------------------------------------------
     async def next_video_packet(self) -> av.Packet:
         if self.closed:
             raise MediaStreamError
-        n, skipped = self._clock.take_frame()
-        if skipped:
-            self.stats.skipped(skipped)
-            self._mouth.drop_before(n)
-        self._timeline.advance_to(n)
-        self._forward_events()
-        self._mouth.submit_ahead(n)
+        n, skipped = self._next_frame_sent()
+        self._mouth.submit_ahead(n, self.link.rate.frame_step)
         mouth = await self._mouth.mouth_for(n)
         packet = await self._video.packet(n, self._mouth.background(n), mouth)
         due = self._clock.frame_due(n)
@@ -157,6 +152,26 @@ class Session:
         if self._load is not None:
             self._load.frames(sent=1 + skipped, late=skipped + (sent_late or mouth.late))
         return packet
+
+    def _next_frame_sent(self) -> tuple[int, int]:
+        """The next frame the video sends, and how many the clock skipped on the way (frames passed over
+        to fit the viewer's link are counted apart: they are not late)."""
+        skipped = passed = 0
+        while True:
+            n, behind = self._clock.take_frame()
+            skipped += behind
+            self._timeline.advance_to(n)
+            self._forward_events()
+            if self._video.sends(n, idle=self._timeline.plan(n) is None):
+                break
+            passed += 1
+        if skipped:
+            self.stats.skipped(skipped)
+        if passed:
+            self.stats.passed_over(passed)
+        if skipped or passed:
+            self._mouth.drop_before(n)
+        return n, skipped
 
     async def next_audio_packet(self) -> av.Packet:
         """The next chunk that is sent (most silent ones are not: `audio_out`), at its time."""
@@ -171,6 +186,7 @@ class Session:
                 await self._sleep_through_silence(self._audio.next_silence)
                 continue
             await self._clock.sleep_until(self._clock.chunk_due(k))
+            self.link.audio_sent(packet.size)
             return packet
 
     async def _sleep_through_silence(self, until: int) -> None:
@@ -225,6 +241,7 @@ class Session:
 
     # -- state and lifecycle -------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        rung = None if self._video.rung_kbps is None else round(self._video.rung_kbps)
         return {
             "session_id": self.id,
             "avatar": self.avatar.name,
@@ -235,7 +252,7 @@ class Session:
             "inference_connected": self._mouth.connected,
             "frame": self._clock.next_frame_number,
             "video_source": self._video.source,  # "shared": the avatar's idle loop; "own": this session's encoder
-            "stats": self.stats.snapshot(),
+            "stats": {**self.stats.snapshot(), "network": {**self.link.snapshot(), "idle_rung_kbps": rung}},
         }
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:

@@ -20,6 +20,7 @@ class SessionStats:
         self.speaking_frames = 0
         self.late_frames = 0
         self.skipped_frames = 0
+        self.passed_over_frames = 0  # not sent, to fit the viewer's link (every 2nd or 3rd is sent)
         self.shared_frames = 0  # sent from the avatar's shared idle loop, encoded by nobody for this session
         self._stages: dict[str, deque[float]] = {}
         self._sent_at: deque[float] = deque(maxlen=window)
@@ -55,6 +56,9 @@ class SessionStats:
         if self._metrics is not None:
             self._metrics.skipped_frames.inc(frames)
 
+    def passed_over(self, frames: int) -> None:
+        self.passed_over_frames += frames
+
     def fps(self) -> float:
         if len(self._sent_at) < 2:
             return 0.0
@@ -72,6 +76,7 @@ class SessionStats:
             "speaking_frames": self.speaking_frames,
             "late_frames": self.late_frames,
             "skipped_frames": self.skipped_frames,
+            "passed_over_frames": self.passed_over_frames,
             "shared_frames": self.shared_frames,
             "stages_ms": stages,
         }

@@ -22,11 +22,12 @@ from aiortc import (
 )
 
 from media_server.session.session import Session
+from media_server.webrtc.feedback import route_feedback
 from media_server.webrtc.ice_servers import IceServer
 from media_server.webrtc.microphone import echo_microphone
 from media_server.webrtc.network import PeerNetwork
 from media_server.webrtc.stats_channel import STATS_LABEL, send_stats
-from media_server.webrtc.tracks import AvatarVideoTrack, SpeechAudioTrack, route_keyframe_requests
+from media_server.webrtc.tracks import AvatarVideoTrack, SpeechAudioTrack
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class SessionPeer:
         )
         if "audio" in kinds:
             pc.addTransceiver(SpeechAudioTrack(session), direction="sendrecv")
-        route_keyframe_requests(video.sender, session.request_keyframe)
+        route_feedback(video.sender, session.link)
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import av
-from aiortc import MediaStreamTrack, RTCRtpSender
+from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from media_server.session.session import Session
@@ -39,14 +37,3 @@ class SpeechAudioTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         return await self._session.next_audio_packet()
-
-
-def route_keyframe_requests(sender: RTCRtpSender, request_keyframe: Callable[[], None]) -> None:
-    """Make the receiver's PLI/FIR reach our encoder.
-
-    aiortc answers PLI/FIR by calling the sender's private `_send_keyframe()`, which only
-    affects aiortc's own encoder; with pre-encoded packets the request would be lost, and
-    aiortc has no public hook for it. pyproject.toml caps aiortc at the minor release this
-    was tested on, and tests/unit/test_aiortc_hooks.py checks the hook is still there.
-    """
-    sender._send_keyframe = request_keyframe  # type: ignore[method-assign]

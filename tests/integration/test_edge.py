@@ -13,7 +13,16 @@ import numpy as np
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
-from edge_helpers import health_until, motion_around_speech_start, mouth_motion, running_edge, speak, wait_for
+from edge_helpers import (
+    IDLE_BEFORE_SPEECH,
+    health_until,
+    link_known,
+    motion_around_speech_start,
+    mouth_motion,
+    running_edge,
+    speak,
+    wait_for,
+)
 from inference_helpers import make_config
 
 from benchmarks.kit.speech import burst_envelope, encode, s16, voiced_bursts
@@ -34,7 +43,8 @@ async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
         try:
             assert viewer.video_codecs and all(c in ("video/H264", "video/rtx") for c in viewer.video_codecs)
             await wait_for(lambda: len(viewer.video_frames) >= 30, 20, "idle video")
-            seconds = 2.0
+            await link_known(edge, viewer, avatar)
+            seconds = 4.0  # speech's own encoder reaches the full bitrate about 3 s in: the frames after are measured
             accepted = await speak(http, edge.url, viewer, encode(voiced_bursts(seconds)))
             assert accepted["frames"] == seconds * FPS
             await wait_for(lambda: any(e["type"] == "speech_end" for e in viewer.events), 15, "speech end")
@@ -51,7 +61,11 @@ async def test_offer_session_streams_h264_and_speech_moves_the_lips() -> None:
         motion = mouth_motion(avatar, frames)
         start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
         end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
-        idle_before, speaking, idle_after = motion[5 : start - 2], motion[start:end], motion[end + 3 :]
+        idle_before, speaking, idle_after = (
+            motion[start - 2 - IDLE_BEFORE_SPEECH : start - 2],
+            motion[start:end],
+            motion[end + 3 :],
+        )
         assert idle_before.max() < 4 and idle_after.max() < 4, "the mouth moved in silence"
         assert np.percentile(speaking, 90) > 12, "speech did not move the mouth"
         # Voiced and silent bursts of 0.25 s: the lips follow them.
@@ -73,10 +87,14 @@ async def test_whep_session_interrupt_and_release() -> None:
         viewer = await connect_viewer(http, edge.url, whep=True)
         avatar = await edge.edge.load_avatar("default")
         await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "video over WHEP")
+        await link_known(edge, viewer, avatar)
         assert viewer.video_codecs[0] == "video/H264"
         await speak(http, edge.url, viewer, encode(voiced_bursts(8.0)))
-        await wait_for(lambda: edge.edge.sessions[viewer.session_id].speaking, 5, "speaking")
-        await asyncio.sleep(1.0)
+        session = edge.edge.sessions[viewer.session_id]
+        await wait_for(lambda: session.speaking, 5, "speaking")
+        # Speech's own encoder climbs from what the idle loop sent: the mouth is measured at the full bitrate.
+        full = edge.config.video.max_bitrate_kbps
+        await wait_for(lambda: session.link.snapshot()["sent_kbps"] >= 0.9 * full, 8, "the full bitrate")
         loop = asyncio.get_running_loop()
         async with http.post(f"{edge.url}/sessions/{viewer.session_id}/interrupt", headers=viewer.auth()) as r:
             assert (await r.json())["dropped_utterances"] == 1
@@ -110,6 +128,7 @@ async def test_websocket_pcm_feed_drives_the_lips() -> None:
         avatar = await edge.edge.load_avatar("default")
         try:
             await wait_for(lambda: len(viewer.video_frames) >= 10, 20, "idle video")
+            await link_known(edge, viewer, avatar)
             rate = 24000  # a typical TTS rate: resampled by the edge
             pcm = s16(voiced_bursts(2.0, rate=rate)).tobytes()
             url = f"{edge.url}/sessions/{viewer.session_id}/stream?token={viewer.token}"

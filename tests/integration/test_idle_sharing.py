@@ -39,13 +39,14 @@ async def state(http: aiohttp.ClientSession, url: str, viewer: Viewer) -> dict:
 
 
 async def test_idle_viewers_of_one_avatar_receive_the_bytes_of_its_one_idle_loop() -> None:
-    async with running_edge() as edge, aiohttp.ClientSession() as http:
+    # A link known to have room: the sessions start at the top bitrate, so they play the loop's top rung.
+    async with running_edge(video={"start_bitrate_kbps": 1500}) as edge, aiohttp.ClientSession() as http:
         viewers = [await connect_viewer(http, edge.url) for _ in range(2)]
         for viewer in viewers:
             viewer.video_rtp.keep_payloads = True
         try:
             avatar = await edge.edge.load_avatar("default")
-            loop = await edge.edge.idle_loops.ready(avatar)
+            loop = (await edge.edge.idle_loops.ready(avatar))[0]  # the top rung: this link has room
             await wait_for(
                 lambda: all(v.first_frame is not None and len(v.video_frames) >= 100 for v in viewers), 40, "4 s each"
             )
@@ -70,7 +71,8 @@ async def test_idle_viewers_of_one_avatar_receive_the_bytes_of_its_one_idle_loop
 
 async def test_a_speaking_session_decodes_whole_across_idle_speech_idle(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="aiortc")
-    async with running_edge() as edge, aiohttp.ClientSession() as http:
+    # A link known to have room: the session plays the loop's top rung as soon as it is encoded.
+    async with running_edge(video={"start_bitrate_kbps": 1500}) as edge, aiohttp.ClientSession() as http:
         viewer = await connect_viewer(http, edge.url)
         try:
             avatar = await edge.edge.load_avatar("default")
@@ -100,11 +102,13 @@ async def test_a_speaking_session_decodes_whole_across_idle_speech_idle(caplog: 
     arrived = len(viewer.video_rtp.packet_arrival)
     assert arrived - len(pts) <= 2, f"{arrived - len(pts)} frames arrived and were not decoded"
     assert (np.diff(pts) // PTS_PER_FRAME - 1).sum() <= final["stats"]["skipped_frames"]
-    # The pictures are right on both sides of each switch: the idle mouth is closed, the speaking one moves.
+    # The pictures are right on both sides of each switch: the idle mouth is closed, the speaking one moves
+    # (after the speech, until the loop's next keyframe, the session's own encoder runs at the rate the
+    # speech started at, near the loop's, not at the maximum: a little more codec noise).
     motion = mouth_motion(avatar, viewer.video_frames)
     start = next(e for e in viewer.events if e["type"] == "speech_start")["frame"]
     end = next(e for e in viewer.events if e["type"] == "speech_end")["frame"]
-    assert motion[5 : start - 2].max() < 4 and motion[end + 3 :].max() < 4, "a wrong picture after a switch"
+    assert motion[5 : start - 2].max() < 4 and motion[end + 3 :].max() < 6, "a wrong picture after a switch"
     assert np.percentile(motion[start:end], 90) > 12
     # No keyframe storm: the loop's one a second, and the one the session's own encoder starts with.
     seconds = len(pts) / 25

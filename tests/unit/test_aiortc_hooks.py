@@ -1,7 +1,7 @@
 """The private aiortc hooks lipstream relies on are where it expects them (pyproject.toml caps aiortc).
 
-The edge reroutes keyframe requests (media_server.webrtc.tracks); the benchmarks' viewer taps
-packet arrivals and sender reports (benchmarks.kit.viewer).
+The edge sees the viewer's RTCP feedback on its video before aiortc does (media_server.webrtc.feedback);
+the benchmarks' viewer taps packet arrivals and sender reports (benchmarks.kit.viewer).
 """
 
 from __future__ import annotations
@@ -9,26 +9,60 @@ from __future__ import annotations
 import inspect
 
 import aiortc
+import pytest
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpsender import RTCRtpSender as SenderModule
+from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
 
-from media_server.webrtc.tracks import route_keyframe_requests
-
-
-def test_the_sender_answers_pli_through_send_keyframe() -> None:
-    hook = getattr(RTCRtpSender, "_send_keyframe", None)
-    assert callable(hook) and list(inspect.signature(hook).parameters) == ["self"], aiortc.__version__
-    # aiortc's RTCP handler is what calls it on PLI/FIR: replacing it on the instance reroutes the request.
-    assert "self._send_keyframe()" in inspect.getsource(SenderModule._handle_rtcp_packet)
+from media_server.config import VideoConfig
+from media_server.network.link import ViewerLink
+from media_server.webrtc.feedback import round_trip_s, route_feedback
 
 
-def test_routing_replaces_the_hook_on_one_sender_only() -> None:
-    requests: list[str] = []
-    sender = RTCRtpSender.__new__(RTCRtpSender)  # a sender that is never started: only its hook is used
-    route_keyframe_requests(sender, lambda: requests.append("keyframe"))
-    sender._send_keyframe()
-    assert requests == ["keyframe"]
-    assert RTCRtpSender._send_keyframe is not sender._send_keyframe
+def test_the_transport_hands_rtcp_to_the_senders_handler_looked_up_on_the_instance() -> None:
+    handler = RTCRtpSender._handle_rtcp_packet
+    assert list(inspect.signature(handler).parameters) == ["self", "packet"], aiortc.__version__
+    assert inspect.iscoroutinefunction(handler)
+    # Looked up on the recipient each time: replacing it on one instance reroutes that sender's RTCP.
+    assert "await recipient._handle_rtcp_packet(packet)" in inspect.getsource(RTCDtlsTransport._handle_rtcp_data)
+    # The sender names its stream `_ssrc` (the RTCP router knows it by that too), and answers NACKs in that
+    # handler from its own history of sent packets, which pre-encoded packets enter like any others.
+    assert "self._ssrc" in inspect.getsource(SenderModule.__init__)
+    assert "await self._retransmit(seq)" in inspect.getsource(SenderModule._handle_rtcp_packet)
+    assert "self.__rtp_history[packet.sequence_number" in inspect.getsource(SenderModule._run_rtp)
+
+
+async def test_routing_wraps_the_handler_of_one_sender_only() -> None:
+    link = ViewerLink(VideoConfig(), 512, 512)
+    handled: list[object] = []
+    sender = RTCRtpSender.__new__(RTCRtpSender)  # a sender that is never started: only its handler is used
+    sender._ssrc = 1234
+
+    async def aiortc_handler(packet: object) -> None:
+        handled.append(packet)
+
+    sender._handle_rtcp_packet = aiortc_handler  # type: ignore[method-assign]
+    route_feedback(sender, link)
+    pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=1234)
+    await sender._handle_rtcp_packet(pli)
+    assert handled == [pli], "aiortc still handles the packet"
+    assert link.keyframes.requests == 1
+    assert RTCRtpSender._handle_rtcp_packet is not sender._handle_rtcp_packet
+    # NACKs reach aiortc (which resends from its history) with what the link lets it send again.
+    for lost in ([7, 8], [7, 8, 9], [7, 8, 9]):
+        await sender._handle_rtcp_packet(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=1234, lost=lost))
+    resent = [packet.lost for packet in handled[1:] if isinstance(packet, RtcpRtpfbPacket)]
+    assert resent == [[7, 8], [9]], "each packet once, however often it is asked for within 250 ms"
+    assert link.snapshot()["nacked_packets"] == 8 and link.snapshot()["retransmitted_packets"] == 3
+
+
+def test_a_report_gives_the_round_trip_from_the_sender_report_it_answers() -> None:
+    sent_ntp = (1000 << 32) | (1 << 31)  # an SR sent at NTP 1000.5 s
+    lsr = (sent_ntp >> 16) & 0xFFFFFFFF
+    now = sent_ntp + (3 << 30)  # 0.75 s later, of which the receiver held it 0.5 s
+    assert round_trip_s(lsr, 65536 // 2, now) == pytest.approx(0.25, abs=1e-4)
+    assert round_trip_s(0, 0, now) is None, "no sender report seen yet"
 
 
 def test_the_receiver_hands_packets_through_its_handlers() -> None:

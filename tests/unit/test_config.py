@@ -25,6 +25,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
         ("inference", "batching:\n  max_batchh: 4\n", "batching.max_batchh"),
         ("edge", "sessions:\n  max_sessions: 0\n", "sessions.max_sessions"),
         ("edge", "video:\n  keyframe_interval_s: 10\n", "video.keyframe_interval_s"),
+        ("edge", "video:\n  min_bitrate_kbps: 2000\n", "video.start_bitrate_kbps"),
+        ("edge", "video:\n  idle_rungs_kbps: [150, 250]\n", "video.idle_rungs_kbps"),
         ("edge", "http:\n  prot: 1\n", "http.prot"),
         ("edge", "inference:\n  protocol: grpc\n", "inference.protocol"),
         ("edge", "http:\n  workers: 0\n", "http.workers"),
