@@ -6,36 +6,23 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.capacity.plot import plot_runs
 from benchmarks.capacity.report import summarise
 from benchmarks.capacity.run import Options, run_capacity
 from benchmarks.e2e.written import run_and_write
+from benchmarks.kit.arguments import number
 
 SESSIONS, SECONDS = 4, 20.0
-
-
-def _at_least(minimum: float, kind: Callable[[str], float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {value:g}")
-        return value
-
-    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("edge-capacity", help="the edge's CPU and memory per idle and per speaking session")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON here (a PNG beside it)")
-    parser.add_argument("--sessions", type=_at_least(1, int), default=SESSIONS, help=f"default {SESSIONS}")
-    parser.add_argument("--seconds", type=_at_least(2, float), default=SECONDS, help=f"per phase (default {SECONDS:g})")
-    parser.add_argument("--workers", type=_at_least(1, int), default=1, help="edge worker processes (default 1)")
+    parser.add_argument("--sessions", type=number(int, 1), default=SESSIONS, help=f"default {SESSIONS}")
+    parser.add_argument("--seconds", type=number(float, 2.0), default=SECONDS, help=f"per phase (default {SECONDS:g})")
+    parser.add_argument("--workers", type=number(int, 1), default=1, help="edge worker processes (default 1)")
     parser.add_argument("--edge-source", type=Path, metavar="DIR", help="run the edge from this checkout (PYTHONPATH)")
     parser.add_argument("--label", help="the run's name in plots (default: workers and source)")
     parser.add_argument("--compare", type=Path, nargs="+", metavar="JSON", help="plot these runs' JSON side by side")

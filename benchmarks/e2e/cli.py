@@ -8,30 +8,11 @@ from pathlib import Path
 from benchmarks.e2e.report import summarise
 from benchmarks.e2e.run import Options, run_bench
 from benchmarks.e2e.written import run_and_write
+from benchmarks.kit.arguments import number
 
 FULL_SECONDS, QUICK_SECONDS = 20.0, 4.0
 FULL_MAX_SESSIONS, QUICK_MAX_SESSIONS = 12, 2
 MIN_SECONDS = 2.0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--max-sessions must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--max-sessions must be at least 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seconds must be a number, got {text!r}") from None
-    if not MIN_SECONDS <= value <= 100:
-        raise argparse.ArgumentTypeError(f"--seconds must be between {MIN_SECONDS:g} and 100, got {value:g}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,13 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true", help="one and two sessions, short speech (about a minute)")
     parser.add_argument(
         "--max-sessions",
-        type=_positive_int,
+        type=number(int, 1),
         metavar="N",
         help=f"most sessions tried (default {FULL_MAX_SESSIONS}; quick {QUICK_MAX_SESSIONS})",
     )
     parser.add_argument(
         "--seconds",
-        type=_seconds,
+        type=number(float, MIN_SECONDS, 100.0),
         metavar="S",
         help=f"syllables per session and level (default {FULL_SECONDS:g}; quick {QUICK_SECONDS:g})",
     )

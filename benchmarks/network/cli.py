@@ -9,6 +9,7 @@ from pathlib import Path
 
 from benchmarks.e2e import BenchError
 from benchmarks.e2e.written import run_and_write
+from benchmarks.kit.arguments import number
 from benchmarks.network import netns
 from benchmarks.network.plot import plot_network
 from benchmarks.network.report import summarise
@@ -19,30 +20,17 @@ FULL_SECONDS, QUICK_SECONDS = 30.0, 10.0
 SETTLE_S = 5.0
 
 
+_link_rate = number(int, 50, 100_000)  # kbit/s
+
+
 def _rates(text: str) -> tuple[int | None, ...]:
     rates: list[int | None] = []
     for part in text.split(","):
         if part.strip() == "unlimited":
             rates.append(None)
             continue
-        try:
-            rate = int(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"--rates: kbit/s or 'unlimited', got {part!r}") from None
-        if not 50 <= rate <= 100_000:
-            raise argparse.ArgumentTypeError(f"--rates: between 50 and 100000 kbit/s, got {rate}")
-        rates.append(rate)
+        rates.append(_link_rate(part))
     return tuple(rates)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seconds must be a number, got {text!r}") from None
-    if not 8 <= value <= 120:
-        raise argparse.ArgumentTypeError(f"--seconds must be between 8 and 120, got {value:g}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="R,R,...",
         help="link rates in kbit/s, 'unlimited' for none (default unlimited,2000,1000,600,300)",
     )
-    parser.add_argument("--seconds", type=_seconds, metavar="S", help="speech per session")
+    parser.add_argument("--seconds", type=number(float, 8.0, 120.0), metavar="S", help="speech per session")
     parser.add_argument("--adaptive-only", action="store_true", help="no fixed-bitrate session to compare with")
     parser.set_defaults(handler=_run)
 

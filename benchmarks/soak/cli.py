@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from benchmarks.e2e.written import run_and_write
+from benchmarks.kit.arguments import number
 from benchmarks.soak.plot import plot_soak
 from benchmarks.soak.report import summarise
 from benchmarks.soak.run import Options, run_soak
@@ -18,23 +19,13 @@ CONNECT_TIMEOUT_S = 3.0
 UTTERANCE_S = 1.0
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--cycles must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--cycles must be at least 1, got {value}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("soak", help="thousands of sessions opened and ended: does the edge give back?")
     parser.add_argument("--json", type=Path, required=True, metavar="OUT", help="write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_CYCLES} cycles after a short warm-up")
     parser.add_argument(
         "--cycles",
-        type=_count,
+        type=number(int, 1),
         metavar="N",
         help=f"session cycles measured (default {FULL_CYCLES}; quick {QUICK_CYCLES})",
     )

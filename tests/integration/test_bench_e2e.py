@@ -92,9 +92,10 @@ def test_lag_is_found_with_sub_frame_resolution(lag_ms: float) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--max-sessions", "0"], "--max-sessions must be at least 1"),
-        (["--seconds", "1"], "--seconds must be between"),
-        (["--seconds", "soon"], "--seconds must be a number"),
+        (["--max-sessions", "0"], "argument --max-sessions: must be at least 1, got 0"),
+        (["--max-sessions", "two"], "argument --max-sessions: must be a whole number, got 'two'"),
+        (["--seconds", "1"], "argument --seconds: must be between 2 and 100, got 1"),
+        (["--seconds", "soon"], "argument --seconds: must be a number, got 'soon'"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_flag(
