@@ -21,6 +21,7 @@ from benchmarks.kit.viewer import connect_viewer
 from lipstream.cli import main
 
 LINK_KBPS = 600
+SETTLED_S = 5  # seconds into speech
 MIN_KEYFRAME_INTERVAL_MS = 500
 
 
@@ -33,7 +34,9 @@ def test_on_a_600_kbit_link_the_encoder_falls_below_it_and_the_viewer_keeps_deco
     (entry,) = json.loads(out.read_text())["rates"]
     session = entry["adaptive"]
     series = session["series"]
-    settled = [target for t, target in zip(series["t_s"], series["target_kbps"], strict=True) if t >= 2]
+    # Speech's encoder probes up from the idle rung's rate until the link pushes back (a second or
+    # three in); from the settling time on, the target stays under the link.
+    settled = [target for t, target in zip(series["t_s"], series["target_kbps"], strict=True) if t >= SETTLED_S]
     assert settled and max(settled) < LINK_KBPS, series
     assert statistics.median(series["sent_kbps"]) < LINK_KBPS, series
     # The viewer decoded all along: never two seconds without a frame, and most frames.
