@@ -64,6 +64,8 @@ LOSS_CUT = 0.10  # over this fraction lost, the budget is cut ...
 LOSS_HOLD = 0.02  # ... over this one, it does not grow
 PACKET_HEADERS = 50  # bytes: RTP, SRTP, UDP and IPv4 (a fifth of an Opus packet of speech)
 AUDIO_PACKET_S = 0.02  # an audio packet's duration: while they come this often, the latest gives the audio's rate
+AUDIO_SWING = 1.5  # at the max, the budget keeps this much of the audio's rate: Opus's packets vary with the speech,
+# and a budget of the max plus one packet's rate would take the next, larger packet out of the video's max
 MAX_FRAME_STEP = 3
 STEP_BACK_MARGIN = 1.15  # fewer frames are dropped again only with this much to spare
 
@@ -230,7 +232,7 @@ class RateController:
             growth = NEAR_GROWTH if self._budget < NEAR_FACTOR * pushed_back else FAR_GROWTH
         cap = max(self._start, SENT_HEADROOM * self._sent_kbps(now))
         if self._budget < cap:
-            self._budget = min(self._budget * growth, cap, self._max + self._audio_kbps(now))
+            self._budget = min(self._budget * growth, cap, self._max + AUDIO_SWING * self._audio_kbps(now))
         self._update(now)
 
     def _update(self, now: float) -> None:

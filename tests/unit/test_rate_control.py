@@ -176,6 +176,21 @@ def test_the_audio_takes_its_share_of_the_budget_from_its_first_packet() -> None
     assert controller.target_kbps == pytest.approx(600 - audio_kbps)
 
 
+def test_at_the_max_the_video_keeps_it_however_the_speech_packets_vary() -> None:
+    sender = climbed()
+    targets = []
+    for packet in range(50 * 10):  # 10 s of speech, each 20 ms packet 100-220 bytes
+        now = sender.now + packet * 0.02
+        sender.controller.on_audio_sent(100 + 120 * (packet * 7 % 11) // 10, now)
+        if packet % 50 == 25:
+            sender.controller.on_loss(0.0, now)
+            sender.controller.on_rtt(BASE_RTT, now)
+        if packet % 2 == 0:
+            sender.controller.on_sent(1500 * 1000 // 8 // 25 + 400, now)  # the video and the speech's share
+        targets.append(sender.controller.target_kbps)
+    assert min(targets[50:]) == 1500
+
+
 def test_no_feedback_while_sending_is_a_full_queue_holding_it_back() -> None:
     sender = climbed()
     sender.reports = False
