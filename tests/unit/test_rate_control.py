@@ -164,6 +164,20 @@ def test_a_queue_that_drains_holds_the_budget_and_one_that_grows_again_pushes_ba
     assert controller.target_kbps == pytest.approx(QUEUE_BACKOFF * sent * (1 - 0.35 / 2), rel=0.01)
 
 
+def test_a_report_that_still_measures_the_queue_made_before_the_push_back_does_not_push_back_again() -> None:
+    sender = climbed()
+    controller = sender.controller
+    sender.reports = False
+    controller.on_rtt(BASE_RTT + 0.4, sender.now)
+    pushed = controller.target_kbps
+    sender.run(HOLD_S + 0.2)
+    controller.on_rtt(BASE_RTT + 0.5, sender.now)  # its packets were sent before the push-back had crossed the queue
+    assert controller.target_kbps == pushed
+    sender.run(0.3)
+    controller.on_rtt(BASE_RTT + 0.5, sender.now)  # still 500 ms: what it sends now is too much
+    assert controller.target_kbps < pushed
+
+
 def test_the_audio_takes_its_share_of_the_budget_from_its_first_packet() -> None:
     sender = climbed()
     controller = sender.controller
