@@ -54,11 +54,17 @@ class ViewerLink:
 
     def nacked(self, sequence_numbers: list[int]) -> list[int]:
         """The packets of a NACK that are sent again."""
-        return self.retransmits.allow(sequence_numbers, self.rate.target_kbps, self._clock())
+        now = self._clock()
+        again = self.retransmits.allow(sequence_numbers, self.rate.target_kbps, now)
+        self.rate.on_resent(len(again), now)
+        return again
 
     # -- the session's video ----------------------------------------------------------------------
     def sent(self, size: int) -> None:
         self.rate.on_sent(size, self._clock())
+
+    def own_encoder_starts(self) -> None:
+        self.rate.on_stream_start(self._clock())
 
     def audio_sent(self, size: int) -> None:
         self.rate.on_audio_sent(size, self._clock())

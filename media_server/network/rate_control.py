@@ -1,10 +1,14 @@
 """The bitrate a session's video may use, from what its viewer reports back, and how many of its frames it sends.
 
 The controller keeps one budget for everything the session sends: speech's audio (about 85 kbit/s
-with its headers, a third of a slow link) comes out of the video's share from its first packet.
+with its headers, a third of a slow link) comes out of the video's share from its first packet, and
+so do the video packets sent again (NACKed): under loss, aiortc's viewer asked for as much again as
+the encoder made, and answering on top of the budget kept a 600 kbit/s link's queue overflowing.
 
 It grows only on a receiver report that shows neither a queue (the round trip QUEUE_HOLD_S over
-the shortest seen) nor loss (over LOSS_HOLD), so each step is one the link has carried: reports
+the shortest seen) nor loss (over LOSS_HOLD), so each step is one the link has carried; a report
+that shows either takes away any room above what is sent (an idle session with a budget 1.5 times
+its rung, on a link its rung nearly fills, started speech over it and lost half its packets): reports
 come about once a second, and a sender that grows by the clock overshoots by what it sent in
 between. It starts at the start bitrate (300 kbit/s by default, as browsers do) and does not grow
 before the first report: on a slow link the packets sent before any feedback fill the queue, and
@@ -28,14 +32,19 @@ The link pushes back four ways, and the budget drops at once each time:
   (HOLD_S and the queue's length): a report before then measures the queue they made, and
   following it halved a 600 kbit/s link's video at speech's start;
   A queue shorter than at the report before is draining: it holds the budget, and no more;
-- silence: none for SILENCE_S while the session sends is a full queue holding the reports back
-  (as in Google's congestion control, which backs off when feedback stops);
+- silence: no receiver report for SILENCE_S while the session sends is a full queue holding the
+  reports back, or dropping them (as in Google's congestion control, which backs off when feedback
+  stops). Estimates do not count: aiortc sends one with nearly every frame, and on a full 600 kbit/s
+  link they slipped through for 5 s while every report, one a second, was dropped;
 - the receiver's estimate (REMB, from browsers and aiortc: what reached it) falling, once a report
   confirms the strain (a queue over QUEUE_PUSH_S, or loss over LOSS_HOLD): a delay-based estimate
   also dips when the receiver's CPU stalls or a keyframe passes, and following those dips on a link
-  with room blurred the picture for nothing. Whenever the link pushes back, a lower estimate is
-  believed. Its rises are not followed, nor is it a ceiling: a receiver raises it slowly from what
-  reached it (aiortc by 8 % a second), and an idle session sends less than the link carries.
+  with room blurred the picture for nothing. Its rises are not followed, nor is it a ceiling, nor a
+  floor for the other push-backs, which go by what was sent: a receiver raises it slowly from what
+  reached it (aiortc by 8 % a second; Chromium, on a 600 kbit/s link, from 100 to 300 kbit/s in
+  30 s, after halving it at a 90 ms queue), and an idle session sends less than the link carries.
+  Believing it at every push-back kept Chromium's video under its minimum bits per pixel for most
+  of a session on that link.
 
 Below the bitrate at which a frame still gets `min_bits_per_pixel`, the session sends every 2nd
 frame, then every 3rd, each with the bits of two or three: pictures stay readable where 25 of them
@@ -44,6 +53,7 @@ a second would each be a blur. The frames keep their times, so audio and lips st
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from lipstream.timebase import VIDEO_FPS
@@ -56,9 +66,11 @@ NEAR_FACTOR = 2.0  # "near" it: under this many times it
 NEAR_GROWTH = 1.03  # per report
 FAR_GROWTH = 1.15  # per report
 SENT_HEADROOM = 1.5  # the budget stays under this many times what was sent in the last second
+STREAM_START_HEADROOM = 1.2  # the own encoder starts at no more than this many times what the idle loop sent ...
+CARRIED_FOR_S = 60.0  # ... or what a report showed the link carry, this recently
 SENT_WINDOW_S = 1.0
 ESTIMATE_DROP = 0.97  # an estimate under this share of the last one is a decrease (Chrome re-sends at 3 %)
-SILENCE_S = 2.5  # no feedback for this long while sending: the queue holds it back (receivers report each second)
+SILENCE_S = 2.5  # no report for this long while sending: the queue holds it back (receivers report each second)
 QUEUE_HOLD_S = 0.1  # a round trip this much over the shortest: no growth ...
 QUEUE_PUSH_S = 0.15  # ... this much over it: the link pushes back
 QUEUE_BACKOFF = 0.85  # ... to this share of what was sent in the last second ...
@@ -67,6 +79,7 @@ DRAIN_SHARE = 0.5
 LOSS_CUT = 0.10  # over this fraction lost, the budget is cut ...
 LOSS_HOLD = 0.02  # ... over this one, it does not grow
 PACKET_HEADERS = 50  # bytes: RTP, SRTP, UDP and IPv4 (a fifth of an Opus packet of speech)
+VIDEO_PACKET_PAYLOAD = 1300  # bytes of a frame in one RTP packet at most (aiortc's H.264 packetiser)
 AUDIO_PACKET_S = 0.02  # an audio packet's duration: while they come this often, the latest gives the audio's rate
 AUDIO_SWING = 1.5  # at the max, the budget keeps this much of the audio's rate: Opus's packets vary with the speech,
 # and a budget of the max plus one packet's rate would take the next, larger packet out of the video's max
@@ -114,10 +127,12 @@ class RateController:
         self._queued_s = 0.0  # the latest round trip over the shortest
         self._pushed_back_kbps: float | None = None  # the budget the link last pushed back to
         self._no_growth_until = float("-inf")
-        self._heard_at: float | None = None  # the receiver's latest feedback
-        self._video = LastSecond()
+        self._heard_at: float | None = None  # the receiver's latest report
+        self._video = LastSecond()  # with the packets' headers
+        self._resent = LastSecond()  # video packets sent again, as full-size ones
         self._audio = LastSecond()  # with the packets' headers
         self._audio_packet: tuple[float, float] = (float("-inf"), 0.0)  # the latest audio packet: time, its rate
+        self._carried: tuple[float, float] = (0.0, float("-inf"))  # the most sent at a clean report lately, when
 
     @property
     def target_kbps(self) -> float:
@@ -143,12 +158,11 @@ class RateController:
         return self._step
 
     def sent_kbps(self, now: float) -> float:
-        """What the video sent in the last second."""
+        """What the video sent in the last second, with its packets' headers."""
         return self._video.kbps(now)
 
     def on_estimate(self, kbps: float, now: float) -> None:
         """The receiver's estimate (REMB) of what its link carries of the video."""
-        self._heard_at = now
         previous, self._estimate = self._estimate, kbps
         if previous is not None and kbps < ESTIMATE_DROP * previous:
             self._unconfirmed_drop = kbps
@@ -177,15 +191,32 @@ class RateController:
         self._confirm_drop(now)
         self._grow(now)
 
+    def on_stream_start(self, now: float) -> None:
+        """The session leaves the idle loop for its own encoder (speech starts): it starts at no more than a little
+        over what the loop sent, unless the link carried more lately. The budget an idle session grows to (1.5
+        times its rung) is room no report has seen used, and the own encoder would fill it at once, with a
+        keyframe and speech's audio on top: on a 600 kbit/s link that a 440 kbit/s rung nearly filled, that
+        overflowed the queue before the next report."""
+        kbps, at = self._carried
+        carried = kbps if now - at <= CARRIED_FOR_S else 0.0
+        self._budget = min(self._budget, max(self._start, STREAM_START_HEADROOM * self._sent_kbps(now), carried))
+        self._update(now)
+
     def on_audio_sent(self, size: int, now: float) -> None:
         """An audio packet went out: the link carries it too."""
         self._audio.add(size + PACKET_HEADERS, now)
         self._audio_packet = (now, (size + PACKET_HEADERS) * 8 / 1000 / AUDIO_PACKET_S)
         self._update(now)
 
+    def on_resent(self, packets: int, now: float) -> None:
+        """Video packets went out again (NACKed): they cross the link too, and the encoder makes room for them."""
+        self._resent.add(packets * (VIDEO_PACKET_PAYLOAD + PACKET_HEADERS), now)
+        self._update(now)
+
     def on_sent(self, size: int, now: float) -> None:
-        """A video packet of `size` bytes went out."""
-        self._video.add(size, now)
+        """A video frame of `size` bytes went out, in RTP packets of at most VIDEO_PACKET_PAYLOAD, each with its
+        headers: the link carries those too (4 % more at a Mbit/s, the margin a link near full lacks)."""
+        self._video.add(size + PACKET_HEADERS * math.ceil(size / VIDEO_PACKET_PAYLOAD), now)
         silent = self._heard_at is not None and now - self._heard_at > SILENCE_S
         if silent and now >= self._no_growth_until:
             self._push_back(QUEUE_BACKOFF * self._budget, now)  # (again after each HOLD_S while it lasts)
@@ -202,7 +233,7 @@ class RateController:
         return self._queued_s > QUEUE_PUSH_S or (self._loss or 0.0) > LOSS_HOLD
 
     def _sent_kbps(self, now: float) -> float:
-        return self._video.kbps(now) + self._audio.kbps(now)
+        return self._video.kbps(now) + self._resent.kbps(now) + self._audio.kbps(now)
 
     def _audio_kbps(self, now: float) -> float:
         """The audio's rate: speech's full rate from its first packet on (the last second's mean would
@@ -217,15 +248,20 @@ class RateController:
 
     def _push_back(self, budget: float, now: float, drain: float = 0.0) -> None:
         """To `budget`, what the link carries, less `drain` of it while the queue the link holds drains."""
-        if self._estimate is not None:  # what reached the receiver, if less
-            budget = min(budget, self._estimate + self._audio_kbps(now))
         self._pushed_back_kbps = min(self._budget, budget)
         self._budget = self._pushed_back_kbps * (1 - drain)
         self._no_growth_until = now + HOLD_S + self._queued_s
         self._update(now)
 
     def _grow(self, now: float) -> None:
-        if self._strained or now < self._no_growth_until:
+        if self._strained:  # the link is full at what is sent now: no room above it either
+            self._budget = min(self._budget, self._sent_kbps(now))
+            self._update(now)
+            return
+        sent, (carried, at) = self._sent_kbps(now), self._carried
+        if sent >= carried or now - at > CARRIED_FOR_S:
+            self._carried = (sent, now)
+        if now < self._no_growth_until:
             return
         pushed_back = self._pushed_back_kbps
         if pushed_back is None:
@@ -241,7 +277,7 @@ class RateController:
 
     def _update(self, now: float) -> None:
         self._budget = max(self._budget, self._min)
-        self._target = min(self._max, max(self._min, self._budget - self._audio_kbps(now)))
+        self._target = min(self._max, max(self._min, self._budget - self._audio_kbps(now) - self._resent.kbps(now)))
         self._step = self._step_for(self._target, self._step)
 
     def _step_for(self, kbps: float, current: int) -> int:

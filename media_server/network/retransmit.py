@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from media_server.network.rate_control import PACKET_HEADERS, VIDEO_PACKET_PAYLOAD
+
 AGAIN_S = 0.25  # a packet asked for again within this long is not resent again
-PACKET_BYTES = 1200  # what a retransmission is counted as (aiortc's H.264 packets are at most about this size)
+PACKET_BYTES = VIDEO_PACKET_PAYLOAD + PACKET_HEADERS  # what a retransmission is counted as: a full-size packet
 BURST_S = 1.0  # the bucket holds this long's worth of budget
 REMEMBERED = 1024  # sequence numbers whose last retransmission is remembered
 

@@ -67,6 +67,8 @@ class VideoOut:
             packet = av.Packet(rung.packets[position])
             packet.pts, packet.time_base, packet.is_keyframe = pts, VIDEO_TIME_BASE, rung.is_keyframe(position)
         else:
+            if self._shared_at == frame - 1:
+                self._link.own_encoder_starts()
             self._shared_at = None
             rate, keyframe = self._link.rate, self._link.keyframes.due(frame)
             packet = await self._renderer.render(

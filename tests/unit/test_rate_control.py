@@ -7,9 +7,12 @@ import pytest
 
 from media_server.network.keyframes import KeyframePacer
 from media_server.network.rate_control import (
+    CARRIED_FOR_S,
     HOLD_S,
     PACKET_HEADERS,
     QUEUE_BACKOFF,
+    STREAM_START_HEADROOM,
+    VIDEO_PACKET_PAYLOAD,
     RateController,
     full_rate_kbps,
 )
@@ -22,7 +25,8 @@ BASE_RTT = 0.02
 
 class Sender:
     """A session sending one frame every 40 ms at the controller's target (or at `app_kbps`, when it has less),
-    and its receiver reporting `loss` and `rtt` once a second (unless `reports` is off)."""
+    and its receiver reporting `loss` and `rtt` once a second (unless `reports` is off), and `estimate` with
+    every frame (when set)."""
 
     def __init__(self, controller: RateController) -> None:
         self.controller = controller
@@ -31,6 +35,7 @@ class Sender:
         self.loss = 0.0
         self.rtt = BASE_RTT
         self.reports = True
+        self.estimate: float | None = None  # sent with every frame when set, as aiortc's receiver does
         self.targets: list[float] = []
 
     def run(self, seconds: float, app_kbps: float | None = None) -> None:
@@ -39,6 +44,8 @@ class Sender:
             self.frames += 1
             if self.reports and self.frames % 25 == 0:
                 self.report()
+            if self.estimate is not None:
+                self.controller.on_estimate(self.estimate, self.now)
             kbps = self.controller.target_kbps if app_kbps is None else min(app_kbps, self.controller.target_kbps)
             self.controller.on_sent(round(kbps * 1000 / 8 * FRAME_S), self.now)
             self.targets.append(self.controller.target_kbps)
@@ -109,6 +116,18 @@ def test_an_estimate_that_falls_is_followed_only_once_a_report_confirms_the_stra
     assert controller.target_kbps == 400
 
 
+def test_a_queue_pushes_back_by_what_was_sent_however_low_the_receivers_estimate() -> None:
+    """Chromium's estimate sits far under a 600 kbit/s link: the queue's push-back goes by what was sent."""
+    sender = Sender(controller())
+    rate = sender.controller
+    rate.on_estimate(110, sender.now)  # from the first report on, and it never falls
+    sender.run(6)
+    assert rate.target_kbps == 1500
+    sent = rate.sent_kbps(sender.now)
+    rate.on_rtt(BASE_RTT + 0.2, sender.now)
+    assert rate.target_kbps == pytest.approx(QUEUE_BACKOFF * sent * (1 - 0.2 / 2), rel=0.01)
+
+
 def test_after_a_push_back_it_holds_then_grows_slowly_near_it_and_faster_beyond() -> None:
     sender = climbed()
     controller = sender.controller
@@ -131,6 +150,36 @@ def test_an_idle_session_that_sends_less_than_its_target_keeps_its_target_near_w
     sender = Sender(controller())
     sender.run(10, app_kbps=250)
     assert sender.controller.target_kbps == pytest.approx(1.5 * 250, rel=0.05)
+
+
+def test_speech_starts_a_little_over_what_the_idle_loop_sent_not_at_the_room_it_grew() -> None:
+    sender = Sender(controller())
+    sender.run(10, app_kbps=440)
+    controller_ = sender.controller
+    assert controller_.target_kbps > 600, "1.5 times the rung: room no report has seen used"
+    sent = controller_.sent_kbps(sender.now)
+    controller_.on_stream_start(sender.now)
+    assert controller_.target_kbps == pytest.approx(STREAM_START_HEADROOM * sent)
+
+
+def test_speech_starts_where_the_link_carried_it_within_the_last_minute() -> None:
+    sender = climbed()
+    sender.run(CARRIED_FOR_S - 10, app_kbps=440)  # idle since, the link quiet
+    sender.controller.on_stream_start(sender.now)
+    assert sender.controller.target_kbps == pytest.approx(1500, rel=0.01), "what the last clean report saw sent"
+    sender = climbed()
+    sender.run(CARRIED_FOR_S + 10, app_kbps=440)
+    sender.controller.on_stream_start(sender.now)
+    assert sender.controller.target_kbps < 600, "too long ago"
+
+
+def test_a_report_that_shows_a_queue_takes_away_the_room_above_what_an_idle_session_sends() -> None:
+    sender = Sender(controller())
+    sender.run(10, app_kbps=440)
+    assert sender.controller.target_kbps > 600
+    sender.rtt = BASE_RTT + 0.12  # the rung nearly fills the link
+    sender.run(1, app_kbps=440)
+    assert sender.controller.target_kbps == pytest.approx(sender.controller.sent_kbps(sender.now), rel=0.05)
 
 
 def test_loss_over_ten_percent_cuts_the_budget_by_half_that() -> None:
@@ -178,6 +227,24 @@ def test_a_report_that_still_measures_the_queue_made_before_the_push_back_does_n
     assert controller.target_kbps < pushed
 
 
+def test_what_was_sent_counts_each_rtp_packets_headers() -> None:
+    controller = RateController(100, 1500, 300, FULL_RATE)
+    controller.on_sent(13_000, 0.0)  # ten packets of 1300 bytes
+    controller.on_sent(1, 0.5)  # one
+    assert controller.sent_kbps(0.5) == pytest.approx((13_000 + 1 + 11 * PACKET_HEADERS) * 8 / 1000)
+
+
+def test_packets_sent_again_come_out_of_the_videos_share() -> None:
+    sender = climbed()
+    controller = sender.controller
+    controller.on_loss(0.05, sender.now)
+    controller.on_estimate(1000, sender.now)
+    controller.on_estimate(600, sender.now)
+    assert controller.target_kbps == 600
+    controller.on_resent(10, sender.now)  # 10 full-size packets in the last second
+    assert controller.target_kbps == pytest.approx(600 - 10 * (VIDEO_PACKET_PAYLOAD + PACKET_HEADERS) * 8 / 1000)
+
+
 def test_the_audio_takes_its_share_of_the_budget_from_its_first_packet() -> None:
     sender = climbed()
     controller = sender.controller
@@ -205,9 +272,10 @@ def test_at_the_max_the_video_keeps_it_however_the_speech_packets_vary() -> None
     assert min(targets[50:]) == 1500
 
 
-def test_no_feedback_while_sending_is_a_full_queue_holding_it_back() -> None:
+def test_no_report_while_sending_is_a_full_queue_holding_it_back_whatever_estimates_slip_through() -> None:
     sender = climbed()
     sender.reports = False
+    sender.estimate = 1600
     sender.run(2.4)
     assert sender.controller.target_kbps == 1500
     sender.run(0.2)
