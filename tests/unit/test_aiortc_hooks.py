@@ -17,7 +17,7 @@ from aiortc.rtp import RTCP_PSFB_PLI, RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfb
 
 from media_server.config import VideoConfig
 from media_server.network.link import ViewerLink
-from media_server.webrtc.feedback import round_trip_s, route_feedback
+from media_server.webrtc.feedback import SenderReports, route_feedback
 
 
 def test_the_transport_hands_rtcp_to_the_senders_handler_looked_up_on_the_instance() -> None:
@@ -31,6 +31,8 @@ def test_the_transport_hands_rtcp_to_the_senders_handler_looked_up_on_the_instan
     assert "self._ssrc" in inspect.getsource(SenderModule.__init__)
     assert "await self._retransmit(seq)" in inspect.getsource(SenderModule._handle_rtcp_packet)
     assert "self.__rtp_history[packet.sequence_number" in inspect.getsource(SenderModule._run_rtp)
+    # Its reports go out through `_send_rtcp`, looked up on the instance too.
+    assert "await self._send_rtcp(packets)" in inspect.getsource(SenderModule._run_rtcp)
 
 
 async def test_routing_wraps_the_handler_of_one_sender_only() -> None:
@@ -57,12 +59,25 @@ async def test_routing_wraps_the_handler_of_one_sender_only() -> None:
     assert link.snapshot()["nacked_packets"] == 8 and link.snapshot()["retransmitted_packets"] == 3
 
 
-def test_a_report_gives_the_round_trip_from_the_sender_report_it_answers() -> None:
-    sent_ntp = (1000 << 32) | (1 << 31)  # an SR sent at NTP 1000.5 s
-    lsr = (sent_ntp >> 16) & 0xFFFFFFFF
-    now = sent_ntp + (3 << 30)  # 0.75 s later, of which the receiver held it 0.5 s
-    assert round_trip_s(lsr, 65536 // 2, now) == pytest.approx(0.25, abs=1e-4)
-    assert round_trip_s(0, 0, now) is None, "no sender report seen yet"
+def test_a_report_gives_the_round_trip_from_when_the_sender_report_it_answers_left() -> None:
+    reports = SenderReports()
+    stamp = (1000 << 32) | (1 << 31)  # NTP 1000.5 s: the last RTP packet's time, 100 ms before the SR left
+    reports.sent(stamp, 50.0)
+    lsr = (stamp >> 16) & 0xFFFFFFFF
+    # 0.75 s after it left, of which the receiver held it 0.5 s
+    assert reports.round_trip_s(lsr, 65536 // 2, 50.75) == pytest.approx(0.25, abs=1e-4)
+    assert reports.round_trip_s(0, 0, 50.75) is None, "no sender report seen yet"
+    assert reports.round_trip_s(lsr + 1, 0, 50.75) is None, "not one of this sender's"
+
+
+def test_a_report_that_answers_an_old_sender_report_while_a_newer_one_waits_gives_at_least_its_age() -> None:
+    reports = SenderReports()
+    reports.sent(1 << 32, 10.0)
+    reports.sent(2 << 32, 11.0)  # still on its way when the receiver reported
+    lsr = ((1 << 32) >> 16) & 0xFFFFFFFF
+    # The answer's own round trip is 50 ms, yet the newer SR, out for 200 ms, had not arrived: the path is slower now.
+    assert reports.round_trip_s(lsr, int(1.15 * 65536), 11.2) == pytest.approx(0.2, abs=1e-4)
+    assert reports.round_trip_s(lsr, int(1.95 * 65536), 12.0) == pytest.approx(1.0), "held a second at least"
 
 
 def test_the_receiver_hands_packets_through_its_handlers() -> None:
