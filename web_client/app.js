@@ -398,6 +398,7 @@ function wirePage() {
 window.lipstream = {
   get pc() { return live?.pc ?? null; },
   get sessionId() { return live?.session.id ?? null; },
+  get session() { return live?.session ?? null; }, // its id, URL and token header, to control it from outside
   connect, disconnect, speak, say, interrupt,
 };
 

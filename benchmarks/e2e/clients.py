@@ -10,7 +10,7 @@ import aiohttp
 from benchmarks.e2e import BenchError
 from benchmarks.e2e.script import SpeechScript
 from benchmarks.kit.mouth import MouthMeter
-from benchmarks.kit.viewer import Viewer, connect_viewer
+from benchmarks.kit.viewer import SessionHandle, Viewer, connect_viewer
 from lipstream.timebase import FRAME_SECONDS
 
 SETTLE_FRAMES = 25  # idle video each new client receives before a level starts
@@ -49,7 +49,7 @@ class SessionRun:
     stages_ms: dict[str, float]  # the server's medians over its last frames: inference, composite, encode
 
 
-async def session_state(http: aiohttp.ClientSession, client: Viewer) -> dict:
+async def session_state(http: aiohttp.ClientSession, client: SessionHandle) -> dict:
     """GET /sessions/{id}: the session's state and stats."""
     async with http.get(f"{client.base}/sessions/{client.session_id}", headers=client.auth()) as response:
         if response.status != 200:

@@ -14,7 +14,7 @@ import json
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import aiohttp
 import av
@@ -31,6 +31,18 @@ STATS_FRAME_LEAD = 2  # a `stats` message's frame (next to render) less the fram
 FIRST_FRAME_ESTIMATES = 5  # `stats` messages (two a second) that fix a stream's first frame number
 
 Keep = Callable[[np.ndarray], np.ndarray]
+
+
+class SessionHandle(Protocol):
+    """What controls a session over HTTP: its edge's base URL, its id and its token's header."""
+
+    @property
+    def base(self) -> str: ...
+
+    @property
+    def session_id(self) -> str: ...
+
+    def auth(self) -> dict[str, str]: ...
 
 
 class ViewerError(RuntimeError):

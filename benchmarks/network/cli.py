@@ -13,7 +13,7 @@ from benchmarks.kit.arguments import number
 from benchmarks.network import netns
 from benchmarks.network.plot import plot_network
 from benchmarks.network.report import summarise
-from benchmarks.network.run import Options, run_network
+from benchmarks.network.run import VIEWERS, Options, run_network
 
 FULL_RATES: tuple[int | None, ...] = (None, 2000, 1000, 600, 300)
 FULL_SECONDS, QUICK_SECONDS = 30.0, 10.0
@@ -47,6 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seconds", type=number(float, 8.0, 120.0), metavar="S", help="speech per session")
     parser.add_argument("--adaptive-only", action="store_true", help="no fixed-bitrate session to compare with")
+    parser.add_argument(
+        "--viewer",
+        choices=VIEWERS,
+        default="aiortc",
+        help="who watches: an aiortc peer (default), or the demo page in Chromium (needs the test extra)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -59,6 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         speech_s=args.seconds or (QUICK_SECONDS if args.quick else FULL_SECONDS),
         settle_s=SETTLE_S,
         modes=("adaptive",) if args.adaptive_only else ("adaptive", "fixed"),
+        viewer=args.viewer,
     )
     result = run_and_write(run_network(options), summarise, args.json, plot_network)
     if result is None:
@@ -98,6 +105,7 @@ def _in_namespace(args: argparse.Namespace) -> int:
         argv += ["--seconds", f"{args.seconds:g}"]
     if args.adaptive_only:
         argv.append("--adaptive-only")
+    argv += ["--viewer", args.viewer]
     try:
         return netns.run_inside(name, argv)
     finally:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from benchmarks.e2e import BenchError
 
 NAMESPACE_ENV = "LIPSTREAM_BENCH_NETNS"  # set in the process re-run inside the namespace: its name
+VETH_ADDRESS = "10.254.0.1"  # the namespace's one address besides its loopback's
 QUEUE_PACKETS = 50  # the bottleneck's queue: about 0.8 s of full-size packets at 600 kbit/s
 
 
@@ -38,10 +39,23 @@ def require_root(what: str) -> None:
 
 
 def create(name: str) -> None:
-    """The namespace, its loopback up with 127.0.0.2 as well, and nothing shaped yet."""
+    """The namespace, its loopback up with 127.0.0.2 as well, and nothing shaped yet.
+
+    Chromium gathers no ICE candidate on a machine whose only interface is the loopback, so the
+    namespace also gets a pair of linked virtual interfaces with a default route: their addresses are
+    its own, so what goes between them crosses the loopback (and its shaping) all the same.
+    """
     _run(["ip", "netns", "add", name])
     try:
-        for command in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", "127.0.0.2/8", "dev", "lo"]):
+        for command in (
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "addr", "add", "127.0.0.2/8", "dev", "lo"],
+            ["ip", "link", "add", "lsb0", "type", "veth", "peer", "name", "lsb1"],
+            ["ip", "addr", "add", f"{VETH_ADDRESS}/24", "dev", "lsb0"],
+            ["ip", "link", "set", "lsb0", "up"],
+            ["ip", "link", "set", "lsb1", "up"],
+            ["ip", "route", "add", "default", "dev", "lsb0"],
+        ):
             _run(["ip", "netns", "exec", name, *command])
     except BenchError:
         delete(name)

@@ -12,9 +12,10 @@ from benchmarks.e2e import BenchError
 from benchmarks.e2e.analysis import lag_seconds
 from benchmarks.e2e.report import machine_info
 from benchmarks.kit.mouth import MouthMeter
-from benchmarks.kit.viewer import RTP_WRAP
+from benchmarks.kit.viewer import RTP_WRAP, Viewer
+from benchmarks.network.browser import PageCounts
 from benchmarks.network.netns import QUEUE_PACKETS
-from benchmarks.network.run import FIXED_KBPS, Measured, SessionRun
+from benchmarks.network.run import FIXED_KBPS, Measured, SessionRun, Talk
 from lipstream.timebase import (
     FRAME_SECONDS,
     PLAYBACK_CHUNK_SAMPLES,
@@ -37,16 +38,22 @@ DEFINITIONS = {
     "fixed": f"the same edge with video.min/start/max_bitrate_kbps all {FIXED_KBPS} and no lower idle rungs: "
     "what every session sent before it followed its link",
     "window": "from the speech's 202 to its end (frames / 25 s): each session talks for speech_s",
-    "decoded_fps": "video frames the aiortc viewer decoded in the window / its length",
-    "freezes": f"gaps over {FREEZE_MS:g} ms between consecutive decoded frames from {FREEZE_AFTER_S:g} s into the "
+    "viewer": "aiortc: a peer in the bench's process that decodes every frame with PyAV; chromium: the demo page "
+    "in Debian's Chromium (its own jitter buffer, NACK, PLI and REMB), counted by its getStats() twice a second and "
+    "requestVideoFrameCallback",
+    "decoded_fps": "video frames the viewer decoded in the window / its length (chromium: its framesDecoded, "
+    "interpolated at the window's ends)",
+    "freezes": f"gaps over {FREEZE_MS:g} ms between consecutive decoded frames (chromium: presented frames) from "
+    f"{FREEZE_AFTER_S:g} s into the "
     "window to its end (a stream that stops before the end freezes until the end); longest_gap_ms over the same span",
     "keyframes": "requested: PLI/FIR the edge received from the viewer in the window; sent: keyframes the session "
     "sent (its own encoder's and the idle loop's); decoded: keyframes the viewer decoded",
     "audio": f"RTP packets of the speech from {AUDIO_MARGIN_S:g} s after its start over the window less "
-    f"2 x {AUDIO_MARGIN_S:g} s, by RTP timestamp: expected (20 ms each) and lost (never arrived)",
+    f"2 x {AUDIO_MARGIN_S:g} s, by RTP timestamp: expected (20 ms each) and lost (never arrived); chromium: the "
+    "change of its inbound audio's packetsReceived and packetsLost over that span",
     "av_offset_ms": "delay of the mouth's motion behind the audio's envelope at their correlation peak "
     "(positive: video late), on the sender's clock through the RTCP sender reports (what a player aligns on) "
-    "and on packet arrival at the viewer; null when too few frames arrived",
+    "and on packet arrival at the viewer; null when too few frames arrived, and with chromium (not measured)",
     "series": "the edge's view of the link, polled over HTTP twice a second from the viewer's connection on: t_s "
     "from the speech's start (negative: the idle settle before it), the encoder's target bitrate, what the session "
     "sent in the last second, the viewer's estimate (REMB), the frame step (1: every frame sent, 2: every 2nd ...), "
@@ -66,8 +73,8 @@ def _freezes(decoded: np.ndarray, start: float, end: float) -> dict[str, Any]:
     }
 
 
-def _audio(run: SessionRun, start: float, end: float) -> dict[str, int]:
-    tap = run.viewer.audio_rtp
+def _audio(viewer: Viewer, start: float, end: float) -> dict[str, int]:
+    tap = viewer.audio_rtp
     arrivals = sorted((arrival, (ts - tap.origin) % RTP_WRAP) for ts, arrival in tap.packet_arrival.items())
     after = [ticks for arrival, ticks in arrivals if arrival >= start + AUDIO_MARGIN_S]
     span_s = end - start - 2 * AUDIO_MARGIN_S
@@ -81,8 +88,7 @@ def _audio(run: SessionRun, start: float, end: float) -> dict[str, int]:
     return {"expected": expected, "received": received, "lost": expected - received}
 
 
-def _av_offset(run: SessionRun, mouth: MouthMeter, start: float, end: float) -> dict[str, float | None]:
-    viewer = run.viewer
+def _av_offset(viewer: Viewer, mouth: MouthMeter, start: float, end: float) -> dict[str, float | None]:
     frames = [f for f in viewer.video_frames if start <= f.decoded < end]
     if viewer.first_frame is None or len(frames) < MIN_AV_FRAMES or len(viewer.audio_frames) < MIN_AV_FRAMES:
         return {"rtp_sender_reports": None, "packet_arrival": None}
@@ -109,10 +115,46 @@ def _av_offset(run: SessionRun, mouth: MouthMeter, start: float, end: float) -> 
     }
 
 
-def _series(run: SessionRun) -> dict[str, list[Any]]:
-    samples = [s for s in run.samples if "target_kbps" in s]
+def _seen_by_aiortc(viewer: Viewer, mouth: MouthMeter, start: float, end: float) -> dict[str, Any]:
+    decoded = np.array([f.decoded for f in viewer.video_frames])
+    in_window = decoded[(decoded >= start) & (decoded < end)] if decoded.size else decoded
+    decoded_at = {f.pts: f.decoded for f in viewer.video_frames}
     return {
-        "t_s": [round(s["t"] - run.accepted, 2) for s in samples],
+        "decoded_frames": int(in_window.size),
+        **_freezes(decoded, start, end),
+        "keyframes_decoded": sum(1 for pts in viewer.keyframe_pts if start <= decoded_at.get(pts, -1.0) < end),
+        "audio_packets": _audio(viewer, start, end),
+        "av_offset_ms": _av_offset(viewer, mouth, start, end),
+    }
+
+
+def _seen_by_chromium(counts: PageCounts, start: float, end: float) -> dict[str, Any]:
+    """Chromium's counters, read at the window's ends between its samples; its presented frames' gaps."""
+    rows = [row for row in counts.stats if "frames" in row]
+    if not rows:
+        raise BenchError("Chromium reported no inbound video")
+    times = np.array([row["t"] for row in rows])
+
+    def counted(key: str, since: float, until: float) -> int:
+        values = np.array([row.get(key, 0) for row in rows], dtype=np.float64)
+        return round(float(np.interp(until, times, values) - np.interp(since, times, values)))
+
+    audio_since, audio_until = start + AUDIO_MARGIN_S, end - AUDIO_MARGIN_S
+    received = counted("audio_received", audio_since, audio_until)
+    lost = counted("audio_lost", audio_since, audio_until)
+    return {
+        "decoded_frames": counted("frames", start, end),
+        **_freezes(np.array([t for t, _ in counts.presented]), start, end),
+        "keyframes_decoded": counted("keyframes", start, end),
+        "audio_packets": {"expected": received + lost, "received": received, "lost": lost},
+        "av_offset_ms": {"rtp_sender_reports": None, "packet_arrival": None},
+    }
+
+
+def _series(talk: Talk) -> dict[str, list[Any]]:
+    samples = [s for s in talk.samples if "target_kbps" in s]
+    return {
+        "t_s": [round(s["t"] - talk.accepted, 2) for s in samples],
         "target_kbps": [s["target_kbps"] for s in samples],
         "sent_kbps": [s["sent_kbps"] for s in samples],
         "estimate_kbps": [s["estimate_kbps"] for s in samples],
@@ -125,31 +167,34 @@ def _series(run: SessionRun) -> dict[str, list[Any]]:
 
 def analyse(run: SessionRun, mouth: MouthMeter) -> dict[str, Any]:
     """One session's entry."""
-    start, end = run.accepted, run.accepted + run.frames / VIDEO_FPS
-    decoded = np.array([f.decoded for f in run.viewer.video_frames])
-    in_window = decoded[(decoded >= start) & (decoded < end)] if decoded.size else decoded
-    decoded_at = {f.pts: f.decoded for f in run.viewer.video_frames}
-    keyframes_decoded = sum(1 for pts in run.viewer.keyframe_pts if start <= decoded_at.get(pts, -1.0) < end)
-    samples = [s for s in run.samples if "keyframes_sent" in s and s["t"] >= start]
+    talk = run.talk
+    start, end = talk.accepted, talk.accepted + talk.frames / VIDEO_FPS
+    if isinstance(run.seen, Viewer):
+        seen = _seen_by_aiortc(run.seen, mouth, start, end)
+    else:
+        seen = _seen_by_chromium(run.seen, start, end)
+    samples = [s for s in talk.samples if "keyframes_sent" in s and s["t"] >= start]
     first, last = (samples[0], samples[-1]) if samples else ({}, {})
-    series = _series(run)
+    series = _series(talk)
     speaking = [i for i, t in enumerate(series["t_s"]) if t >= 0]
     targets = [series["target_kbps"][i] for i in speaking]
     sent = [series["sent_kbps"][i] for i in speaking]
     return {
         "mode": run.mode,
-        "session": run.viewer.session_id[:8],
+        "session": run.session_id[:8],
         "window_s": round(end - start, 2),
-        "decoded_frames": int(in_window.size),
-        "decoded_fps": round(in_window.size / (end - start), 2),
-        **_freezes(decoded, start, end),
+        "decoded_frames": seen["decoded_frames"],
+        "decoded_fps": round(seen["decoded_frames"] / (end - start), 2),
+        "freezes_over_200ms": seen["freezes_over_200ms"],
+        "freezes_over_500ms": seen["freezes_over_500ms"],
+        "longest_gap_ms": seen["longest_gap_ms"],
         "keyframes": {
             "requested": last.get("keyframe_requests", 0) - first.get("keyframe_requests", 0),
             "sent": last.get("keyframes_sent", 0) - first.get("keyframes_sent", 0),
-            "decoded": keyframes_decoded,
+            "decoded": seen["keyframes_decoded"],
         },
-        "audio_packets": _audio(run, start, end),
-        "av_offset_ms": _av_offset(run, mouth, start, end),
+        "audio_packets": seen["audio_packets"],
+        "av_offset_ms": seen["av_offset_ms"],
         "target_kbps": {
             "median": round(statistics.median(targets)) if targets else None,
             "min": min(targets, default=None),
@@ -158,8 +203,8 @@ def analyse(run: SessionRun, mouth: MouthMeter) -> dict[str, Any]:
         "sent_kbps_median": round(statistics.median(sent)) if sent else None,
         "nacked_packets": last.get("nacked_packets", 0) - first.get("nacked_packets", 0),
         "retransmitted_packets": last.get("retransmitted_packets", 0) - first.get("retransmitted_packets", 0),
-        "frames_passed_over": run.final_stats.get("passed_over_frames"),
-        "queue_drops": run.queue_drops,
+        "frames_passed_over": talk.final_stats.get("passed_over_frames"),
+        "queue_drops": talk.queue_drops,
         "series": series,
     }
 
@@ -217,6 +262,7 @@ def summarise(measured: Measured) -> dict[str, Any]:
             "speech_s": options.speech_s,
             "settle_s": options.settle_s,
             "modes": list(options.modes),
+            "viewer": options.viewer,
         },
         "definitions": DEFINITIONS,
         "machine": machine,

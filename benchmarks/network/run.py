@@ -1,33 +1,40 @@
 """Inside the namespace: for each link rate, one talking session on the adaptive edge and one on a fixed-bitrate one.
 
 Both edges run over one inference service; one session at a time crosses the shaped loopback, so
-each has the link to itself. A session: a viewer connects, watches the idle loop for `settle_s`,
-uploads `speech_s` of speech, and is watched until it ends; its edge's view of the link (target
-bitrate, the viewer's estimate, keyframes) is polled over HTTP (TCP, unshaped) twice a second.
+each has the link to itself. A session: a viewer (an aiortc peer, or the demo page in Chromium)
+connects, watches the idle loop for `settle_s`, uploads `speech_s` of speech, and is watched until
+it ends; its edge's view of the link (target bitrate, the viewer's estimate, keyframes) is polled
+over HTTP (TCP, unshaped) twice a second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from benchmarks.e2e import BenchError
 from benchmarks.e2e.clients import session_state
 from benchmarks.e2e.services import Services
+from benchmarks.kit.chromium import chromium
 from benchmarks.kit.collector import collector_paused
 from benchmarks.kit.mouth import MouthMeter
 from benchmarks.kit.speech import encode, syllables
-from benchmarks.kit.viewer import Viewer, ViewerError, connect_viewer
+from benchmarks.kit.viewer import SessionHandle, Viewer, ViewerError, connect_viewer
 from benchmarks.network import netns
+from benchmarks.network.browser import CHROMIUM_FLAGS, PageCounts, PageError, page_counts, watching_page
 from benchmarks.soak.cycles import speak
 from media_server.avatars.bundled import ensure_bundled_avatar
 from media_server.avatars.store import FrameStore, LoadedAvatar
 from media_server.config import VideoConfig
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,9 @@ def fixed_bitrate_env(kbps: int = FIXED_KBPS) -> dict[str, str]:
 MODES = {"adaptive": {}, "fixed": fixed_bitrate_env()}
 
 
+VIEWERS = ("aiortc", "chromium")
+
+
 @dataclass(frozen=True)
 class Options:
     quick: bool
@@ -56,22 +66,29 @@ class Options:
     speech_s: float
     settle_s: float
     modes: tuple[str, ...] = tuple(MODES)
+    viewer: str = "aiortc"
+
+
+@dataclass
+class Talk:
+    """One utterance on a watched session, with the edge's polled view of the link (bench clock)."""
+
+    accepted: float  # the speech's 202
+    frames: int
+    samples: list[dict[str, Any]]  # t, and the session's `stats.network`, from the viewer's connection on
+    final_stats: dict[str, Any]
+    queue_drops: int
 
 
 @dataclass
 class SessionRun:
-    """One session as its viewer received it, with the edge's polled view of the link (viewer clock)."""
+    """One session as its viewer received it: an aiortc viewer's frames and packets, or what Chromium counted."""
 
     mode: str
     rate_kbps: int | None
-    viewer: Viewer
-    accepted: float  # the speech's 202
-    start_frame: int
-    frames: int
-    ended: float
-    samples: list[dict[str, Any]]  # t, and the session's `stats.network`, from the viewer's connection on
-    final_stats: dict[str, Any]
-    queue_drops: int
+    session_id: str
+    seen: Viewer | PageCounts
+    talk: Talk
 
 
 @dataclass
@@ -84,13 +101,13 @@ class Measured:
 
 
 async def _poll(
-    http: aiohttp.ClientSession, viewer: Viewer, samples: list[dict[str, Any]], final: dict[str, Any]
+    http: aiohttp.ClientSession, session: SessionHandle, samples: list[dict[str, Any]], final: dict[str, Any]
 ) -> None:
     """The session's view of its link twice a second, from its viewer's connection on, until cancelled."""
     loop = asyncio.get_running_loop()
     while True:
         try:
-            state = await session_state(http, viewer)
+            state = await session_state(http, session)
         except (BenchError, aiohttp.ClientError) as exc:
             log.warning("state poll: %s", exc)
         else:
@@ -99,36 +116,44 @@ async def _poll(
         await asyncio.sleep(POLL_S)
 
 
-async def one_session(
-    http: aiohttp.ClientSession, url: str, mode: str, rate: int | None, audio: bytes, measured: Measured
-) -> SessionRun:
-    """One viewer through settle, speech and its end, then hung up; its link polled all along."""
-    loop, options = asyncio.get_running_loop(), measured.options
-    viewer = await connect_viewer(http, url, keep=measured.mouth.crop)
+async def _talk(http: aiohttp.ClientSession, session: SessionHandle, audio: bytes, settle_s: float) -> Talk:
+    """A connected session through settle, speech and its end; its link polled all along."""
+    loop = asyncio.get_running_loop()
     samples: list[dict[str, Any]] = []
     final: dict[str, Any] = {}
-    poll = asyncio.create_task(_poll(http, viewer, samples, final))
+    poll = asyncio.create_task(_poll(http, session, samples, final))
     try:
-        await asyncio.sleep(options.settle_s)
-        answer = await speak(http, viewer, audio)
+        await asyncio.sleep(settle_s)
+        answer = await speak(http, session, audio)
         accepted = loop.time()
         frames = int(answer["frames"])
         await asyncio.sleep(frames / 25 + 1.0)
-        return SessionRun(
-            mode,
-            rate,
-            viewer,
-            accepted,
-            int(answer["starts_at_frame"]),
-            frames,
-            loop.time(),
-            samples,
-            final,
-            netns.shaped_drops(),
-        )
+        return Talk(accepted, frames, samples, final, netns.shaped_drops())
     finally:
         poll.cancel()
-        await viewer.close(http)
+
+
+async def one_session(
+    http: aiohttp.ClientSession,
+    url: str,
+    mode: str,
+    rate: int | None,
+    audio: bytes,
+    measured: Measured,
+    browser: Browser | None,
+) -> SessionRun:
+    """One viewer (aiortc, or the demo page in `browser`) through settle, speech and its end, then hung up."""
+    settle_s = measured.options.settle_s
+    if browser is None:
+        viewer = await connect_viewer(http, url, keep=measured.mouth.crop)
+        try:
+            talk = await _talk(http, viewer, audio, settle_s)
+        finally:
+            await viewer.close(http)
+        return SessionRun(mode, rate, viewer.session_id, viewer, talk)
+    async with watching_page(browser, url) as (page, session):
+        talk = await _talk(http, session, audio, settle_s)
+        return SessionRun(mode, rate, session.session_id, await page_counts(page, session), talk)
 
 
 async def warm_up(http: aiohttp.ClientSession, url: str, mouth: MouthMeter) -> None:
@@ -156,7 +181,8 @@ async def run_network(options: Options) -> Measured:
     measured = Measured(options, avatar, MouthMeter(avatar))
     audio = encode(syllables(options.speech_s, seed=13))
     services = Services(max_sessions=2)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as http, contextlib.AsyncExitStack() as stack:
+        browser = await stack.enter_async_context(chromium(*CHROMIUM_FLAGS)) if options.viewer == "chromium" else None
         try:
             netns.shape(None)
             await services.start(http)
@@ -173,8 +199,8 @@ async def run_network(options: Options) -> Measured:
                         measured.load.append(os.getloadavg()[0])
                         log.info("%s at %s kbit/s", mode, rate or "unlimited")
                         try:
-                            run = await one_session(http, urls[mode], mode, rate, audio, measured)
-                        except ViewerError as exc:
+                            run = await one_session(http, urls[mode], mode, rate, audio, measured, browser)
+                        except (ViewerError, PageError) as exc:
                             raise BenchError(f"{mode} at {rate or 'unlimited'} kbit/s: {exc}") from exc
                         measured.runs.append(run)
         finally:

@@ -18,7 +18,7 @@ import numpy as np
 from aiortc import RTCPeerConnection
 
 from benchmarks.e2e import BenchError
-from benchmarks.kit.viewer import Viewer, ViewerError, connect_viewer
+from benchmarks.kit.viewer import SessionHandle, Viewer, ViewerError, connect_viewer
 from lipstream.timebase import FRAME_SECONDS
 from media_server.avatars.catalogue import BUNDLED_AVATAR
 
@@ -66,7 +66,7 @@ async def wait_frames(viewer: Viewer, count: int, timeout_s: float) -> None:
         ) from None
 
 
-async def speak(http: aiohttp.ClientSession, viewer: Viewer, audio: bytes) -> dict[str, Any]:
+async def speak(http: aiohttp.ClientSession, viewer: SessionHandle, audio: bytes) -> dict[str, Any]:
     """Upload a WAV utterance; the edge's answer (its `frames`, `starts_at_frame` ...)."""
     url = f"{viewer.base}/sessions/{viewer.session_id}/speech"
     async with http.post(url, data=audio, headers={**viewer.auth(), "Content-Type": "audio/wav"}) as response:

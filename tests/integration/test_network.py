@@ -2,6 +2,7 @@
 
 The shaped-link test makes a network namespace and rate-limits its loopback (`lipstream bench network`
 does, for one rate and one session): that needs root, as CI has. Without root it fails, saying so.
+Its viewer is an aiortc peer, then the demo page in Chromium, each with its own feedback (REMB, RTCP).
 """
 
 from __future__ import annotations
@@ -25,19 +26,24 @@ SETTLED_S = 5  # seconds into speech
 MIN_KEYFRAME_INTERVAL_MS = 500
 
 
-def test_on_a_600_kbit_link_the_encoder_falls_below_it_and_the_viewer_keeps_decoding(tmp_path: Path) -> None:
+@pytest.mark.parametrize("viewer", ["aiortc", "chromium"])
+def test_on_a_600_kbit_link_the_encoder_falls_below_it_and_the_viewer_keeps_decoding(
+    viewer: str, tmp_path: Path
+) -> None:
     if os.geteuid() != 0:
         pytest.fail("this test shapes a network namespace's loopback: run it as root (CI does)")
     out = tmp_path / "network.json"
     argv = ["bench", "network", "--rates", str(LINK_KBPS), "--seconds", "10", "--adaptive-only", "--json", str(out)]
+    argv += ["--viewer", viewer]
     assert main(argv) == 0
     (entry,) = json.loads(out.read_text())["rates"]
     session = entry["adaptive"]
     series = session["series"]
     # Speech's encoder probes up from the idle rung's rate until the link pushes back (a second or
-    # three in); from the issue's settling time on, the target stays under the link.
+    # three in), and probes again now and then; from the issue's settling time on, it keeps under the link.
     settled = [target for t, target in zip(series["t_s"], series["target_kbps"], strict=True) if t >= SETTLED_S]
-    assert settled and max(settled) < LINK_KBPS, series
+    assert settled and statistics.median(settled) < LINK_KBPS, series
+    assert sum(target < LINK_KBPS for target in settled) >= 0.75 * len(settled), series
     assert statistics.median(series["sent_kbps"]) < LINK_KBPS, series
     # The viewer decoded all along: never two seconds without a frame, and most frames.
     assert session["longest_gap_ms"] < 2000, session
