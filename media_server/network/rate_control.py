@@ -23,7 +23,9 @@ slow start does, reached it a report later but overflowed 600 and 300 kbit/s lin
 bench at speech's start, whose reports then waited in the full queue.)
 
 The link pushes back four ways, and the budget drops at once each time:
-- loss in a report (as in Google's congestion control): over 10 % lost cuts it by half that;
+- loss in a report (as in Google's congestion control): over 10 % lost cuts it by half that, once
+  per hold (Chromium puts a report in each of its NACK packets: under loss, a dozen a second, and
+  cutting at each took a 1000 kbit/s link's video to the minimum for 6 s);
 - a report's round trip QUEUE_PUSH_S over the shortest: to 0.85 times what was sent in the last
   second, as a receiver would, and for a while lower still, by the share that drains that queue
   in DRAIN_S. One report is enough: they wait in the queue themselves, and waiting for a second
@@ -174,7 +176,7 @@ class RateController:
         """The fraction of packets lost since the receiver's previous report."""
         self._heard_at = now
         self._loss = fraction
-        if fraction > LOSS_CUT:
+        if fraction > LOSS_CUT and now >= self._no_growth_until:
             self._push_back(self._budget * (1 - fraction / 2), now)
         self._confirm_drop(now)
 

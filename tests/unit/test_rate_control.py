@@ -187,6 +187,11 @@ def test_loss_over_ten_percent_cuts_the_budget_by_half_that() -> None:
     controller = sender.controller
     controller.on_loss(0.2, sender.now)
     assert controller.target_kbps == pytest.approx(1500 * 0.9) and controller.loss == 0.2
+    for _ in range(10):  # the same loss in the reports a browser sends with each NACK, within the hold
+        controller.on_loss(0.2, sender.now + 0.1)
+    assert controller.target_kbps == pytest.approx(1500 * 0.9)
+    controller.on_loss(0.2, sender.now + HOLD_S + 0.1)
+    assert controller.target_kbps == pytest.approx(1500 * 0.9 * 0.9)
 
 
 def test_a_queue_in_one_report_pushes_back_below_what_was_sent_by_what_drains_it() -> None:
