@@ -203,12 +203,17 @@ def test_a_queue_in_one_report_pushes_back_below_what_was_sent_by_what_drains_it
     assert controller.rtt_s == pytest.approx(BASE_RTT + 0.4)
 
 
-def test_a_queue_that_drains_holds_the_budget_and_one_that_grows_again_pushes_back_again() -> None:
+def pushed_back_by_a_queue(queued_s: float) -> tuple[Sender, float]:
+    """At the max, then one report with `queued_s` queued; reports off after it. The sender and its target."""
     sender = climbed()
-    controller = sender.controller
     sender.reports = False
-    controller.on_rtt(BASE_RTT + 0.4, sender.now)
-    pushed = controller.target_kbps
+    sender.controller.on_rtt(BASE_RTT + queued_s, sender.now)
+    return sender, sender.controller.target_kbps
+
+
+def test_a_queue_that_drains_holds_the_budget_and_one_that_grows_again_pushes_back_again() -> None:
+    sender, pushed = pushed_back_by_a_queue(0.4)
+    controller = sender.controller
     sender.run(HOLD_S + 0.1)
     controller.on_rtt(BASE_RTT + 0.3, sender.now)  # shorter: draining
     sender.run(1)
@@ -219,11 +224,8 @@ def test_a_queue_that_drains_holds_the_budget_and_one_that_grows_again_pushes_ba
 
 
 def test_a_report_that_still_measures_the_queue_made_before_the_push_back_does_not_push_back_again() -> None:
-    sender = climbed()
+    sender, pushed = pushed_back_by_a_queue(0.4)
     controller = sender.controller
-    sender.reports = False
-    controller.on_rtt(BASE_RTT + 0.4, sender.now)
-    pushed = controller.target_kbps
     sender.run(HOLD_S + 0.2)
     controller.on_rtt(BASE_RTT + 0.5, sender.now)  # its packets were sent before the push-back had crossed the queue
     assert controller.target_kbps == pushed
