@@ -84,5 +84,8 @@ async def test_tts_frames_make_the_avatar_speak_and_an_interruption_silences_it(
     assert np.percentile(spoken, 90) > 12, "the TTS frames did not move the lips"
     cut_at = second["frame"]
     assert motion[(frames >= cut_at - 10) & (frames < cut_at)].max() > 12, "speaking until the interruption"
+    # Closed lips: the session's own encoder sends until the idle loop's next keyframe, and its frames carry the
+    # codec's error at the bitrate the link allows at that moment (2-5 grey levels on a loaded loopback early in
+    # an utterance); moving lips give over 12.
     after = motion[(frames > cut_at + 2) & (frames < cut_at + 25)]
-    assert after.size >= 20 and after.max() < 4, f"still moving more than two frames after the interruption: {after}"
+    assert after.size >= 20 and after.max() < 6, f"still moving more than two frames after the interruption: {after}"
