@@ -69,6 +69,17 @@ def climbed() -> Sender:
     return sender
 
 
+def pushed_back_by_the_estimate(kbps: int) -> Sender:
+    """At the max, then a receiver's estimate that falls to `kbps`, confirmed by a report with loss."""
+    sender = climbed()
+    controller = sender.controller
+    controller.on_loss(0.05, sender.now)
+    controller.on_estimate(1000, sender.now)
+    controller.on_estimate(kbps, sender.now)
+    assert controller.target_kbps == kbps
+    return sender
+
+
 def test_it_holds_the_start_bitrate_until_the_first_report_then_grows_by_half_a_report_to_the_max() -> None:
     sender = Sender(controller())
     sender.reports = False
@@ -129,12 +140,8 @@ def test_a_queue_pushes_back_by_what_was_sent_however_low_the_receivers_estimate
 
 
 def test_after_a_push_back_it_holds_then_grows_slowly_near_it_and_faster_beyond() -> None:
-    sender = climbed()
+    sender = pushed_back_by_the_estimate(500)
     controller = sender.controller
-    controller.on_loss(0.05, sender.now)
-    controller.on_estimate(1000, sender.now)
-    controller.on_estimate(500, sender.now)  # confirmed: the link pushed back to 500
-    assert controller.target_kbps == 500
     sender.loss = 0.0
     sender.run(HOLD_S - 0.1)
     assert controller.target_kbps == 500, "no growth right after the link pushed back"
@@ -242,23 +249,15 @@ def test_what_was_sent_counts_each_rtp_packets_headers() -> None:
 
 
 def test_packets_sent_again_come_out_of_the_videos_share() -> None:
-    sender = climbed()
+    sender = pushed_back_by_the_estimate(600)
     controller = sender.controller
-    controller.on_loss(0.05, sender.now)
-    controller.on_estimate(1000, sender.now)
-    controller.on_estimate(600, sender.now)
-    assert controller.target_kbps == 600
     controller.on_resent(10, sender.now)  # 10 full-size packets in the last second
     assert controller.target_kbps == pytest.approx(600 - 10 * (VIDEO_PACKET_PAYLOAD + PACKET_HEADERS) * 8 / 1000)
 
 
 def test_the_audio_takes_its_share_of_the_budget_from_its_first_packet() -> None:
-    sender = climbed()
+    sender = pushed_back_by_the_estimate(600)
     controller = sender.controller
-    controller.on_loss(0.05, sender.now)
-    controller.on_estimate(1000, sender.now)
-    controller.on_estimate(600, sender.now)
-    assert controller.target_kbps == 600
     controller.on_audio_sent(160, sender.now)  # 20 ms of speech
     audio_kbps = (160 + PACKET_HEADERS) * 8 / 1000 / 0.02
     assert controller.target_kbps == pytest.approx(600 - audio_kbps)
