@@ -4,7 +4,7 @@ Chromium decodes and shows the frames with its own jitter buffer, loss recovery 
 estimate (REMB), as a user's browser would. A script in the page records when each new video frame
 is presented (requestVideoFrameCallback) and samples the receiver's getStats() twice a second; the
 page's clock (performance.now) is mapped onto the bench's event-loop clock once, at connection.
-Inside the namespace only the loopback exists, which Chromium leaves out of WebRTC unless told.
+Chromium leaves loopback and local addresses out of WebRTC, or hides them behind mDNS names, unless told.
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ WATCH = f"""() => {{
     report.forEach((s) => {{
       if (s.type !== 'inbound-rtp') return;
       if (s.kind === 'video') {{
-        Object.assign(row, {{frames: s.framesDecoded ?? 0, keyframes: s.keyFramesDecoded ?? 0,
-                             plis: s.pliCount ?? 0, nacks: s.nackCount ?? 0}});
+        Object.assign(row, {{frames: s.framesDecoded ?? 0, keyframes: s.keyFramesDecoded ?? 0}});
       }} else if (s.kind === 'audio') {{
         Object.assign(row, {{audio_received: s.packetsReceived ?? 0, audio_lost: s.packetsLost ?? 0}});
       }}

@@ -17,10 +17,11 @@ grows by half a report (a probing start, as TCP's slow start grows per round tri
 a report back to where the link pushed back, 3 % over it (the link was full there), and 15 %
 beyond twice it (the link has recovered). Never for HOLD_S after a push-back, nor beyond 1.5
 times what was sent in the last second (or the start bitrate): an idle session climbs the loop's
-rungs as it grows, and speech's own encoder starts at no more than 1.5 times what
-the rung sent, and on a good link reaches the max three reports later. (Doubling per report, as
-slow start does, reached it a report later but overflowed 600 and 300 kbit/s links in the network
-bench at speech's start, whose reports then waited in the full queue.)
+rungs as it grows. Speech's own encoder starts at no more than STREAM_START_HEADROOM times what the
+rung sent, or what the link carried within CARRIED_FOR_S (`on_stream_start`), and on a good link
+reaches 1400 kbit/s three to five reports later. (Doubling per report, as slow start does, reached
+the max a report sooner but overflowed 600 and 300 kbit/s links in the network bench at speech's
+start, whose reports then waited in the full queue.)
 
 The link pushes back four ways, and the budget drops at once each time:
 - loss in a report (as in Google's congestion control): over 10 % lost cuts it by half that, once
@@ -32,8 +33,8 @@ The link pushes back four ways, and the budget drops at once each time:
   let it overflow; a keyframe's passing queue that pushes back for nothing costs a second at 85 %.
   The next may push back again only once the packets sent before this one have crossed the queue
   (HOLD_S and the queue's length): a report before then measures the queue they made, and
-  following it halved a 600 kbit/s link's video at speech's start;
-  A queue shorter than at the report before is draining: it holds the budget, and no more;
+  following it halved a 600 kbit/s link's video at speech's start. A queue shorter than at the
+  report before is draining: it holds the budget, and no more;
 - silence: no receiver report for SILENCE_S while the session sends is a full queue holding the
   reports back, or dropping them (as in Google's congestion control, which backs off when feedback
   stops). Estimates do not count: aiortc sends one with nearly every frame, and on a full 600 kbit/s
